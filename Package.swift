@@ -1,0 +1,106 @@
+// swift-tools-version:6.0
+// pgha: move a PostgreSQL application from a single node to a Patroni HA cluster, and keep it
+// connected through every failover afterwards.
+//
+// Layers, bottom to top (each imports only the ones below it):
+//   CLibPQ, CCurl, CCrypto   system-library shims over libpq, libcurl, libcrypto
+//   BlockingIO               a small thread pool so no C call blocks Swift's cooperative pool
+//   PGClient, HTTPClient     libpq and libcurl, made safe
+//   Patroni                  REST models and client
+//   HAPool                   topology state machine, per-node pools, routing, dual pools, config
+//   Verification             checks as values
+//   Sandbox                  the local rehearsal cluster (single node + etcd + 3 Patroni members)
+//   Migration                stage engine, state store, playbooks, templates, runner
+//   pgha                     the command-line tool
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "pgha",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "PGClient", targets: ["PGClient"]),
+        .library(name: "Patroni", targets: ["Patroni"]),
+        .library(name: "HAPool", targets: ["HAPool"]),
+        .library(name: "Verification", targets: ["Verification"]),
+        .library(name: "Migration", targets: ["Migration"]),
+        .executable(name: "pgha", targets: ["pgha"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+    ],
+    targets: [
+        // C shims
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // Safe wrappers
+        .target(name: "BlockingIO", swiftSettings: swiftSettings),
+        .target(name: "PGClient", dependencies: ["CLibPQ", "BlockingIO"], swiftSettings: swiftSettings),
+        .target(name: "HTTPClient", dependencies: ["CCurl", "BlockingIO"], swiftSettings: swiftSettings),
+
+        // Domain
+        .target(name: "Patroni", dependencies: ["HTTPClient"], swiftSettings: swiftSettings),
+        .target(
+            name: "HAPool",
+            dependencies: [
+                "PGClient", "Patroni",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "Verification", dependencies: ["HAPool"], swiftSettings: swiftSettings),
+        .target(
+            name: "Sandbox",
+            dependencies: ["PGClient", "Patroni", "CCrypto"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Migration",
+            dependencies: [
+                "HAPool", "Verification", "CCrypto",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // CLI
+        .executableTarget(
+            name: "pgha",
+            dependencies: [
+                "HAPool", "Verification", "Migration", "Sandbox",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Tests: pure unit tests per module (no network, mock clock) ...
+        .testTarget(name: "PGClientTests", dependencies: ["PGClient"], swiftSettings: swiftSettings),
+        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "PatroniTests", dependencies: ["Patroni"],
+            resources: [.copy("Fixtures")], swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "HAPoolTests", dependencies: ["HAPool"], swiftSettings: swiftSettings),
+        .testTarget(name: "MigrationTests", dependencies: ["Migration"], swiftSettings: swiftSettings),
+        // ... and integration tests against the sandbox (real PostgreSQL, Patroni, etcd on loopback).
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["PGClient", "HTTPClient", "Patroni", "HAPool", "Verification", "Migration", "Sandbox"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,1 @@
+// HAPool: module overview lives in docs/ARCHITECTURE.md.

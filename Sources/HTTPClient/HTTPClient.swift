@@ -1,0 +1,1 @@
+// HTTPClient: module overview lives in docs/ARCHITECTURE.md.

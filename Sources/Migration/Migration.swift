@@ -1,0 +1,1 @@
+// Migration: module overview lives in docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// PGClient: module overview lives in docs/ARCHITECTURE.md.

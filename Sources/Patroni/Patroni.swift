@@ -1,0 +1,1 @@
+// Patroni: module overview lives in docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// Sandbox: module overview lives in docs/ARCHITECTURE.md.

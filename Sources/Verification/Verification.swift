@@ -1,0 +1,1 @@
+// Verification: module overview lives in docs/ARCHITECTURE.md.
