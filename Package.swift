@@ -80,7 +80,7 @@ let package = Package(
         .executableTarget(
             name: "pgha",
             dependencies: [
-                "HAPool", "Verification", "Migration", "Sandbox",
+                "HAPool", "Verification", "Migration", "Sandbox", "PGClient", "Patroni", "CLibPQ", "BlockingIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -89,9 +89,11 @@ let package = Package(
 
         // Tests: pure unit tests per module (no network, mock clock) ...
         .testTarget(name: "PGClientTests", dependencies: ["PGClient"], swiftSettings: swiftSettings),
-        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient"], swiftSettings: swiftSettings),
+        // Test doubles shared by test targets (a loopback HTTP server).
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "PatroniTests", dependencies: ["Patroni"],
+            name: "PatroniTests", dependencies: ["Patroni", "TestSupport"],
             resources: [.copy("Fixtures")], swiftSettings: swiftSettings
         ),
         .testTarget(name: "HAPoolTests", dependencies: ["HAPool"], swiftSettings: swiftSettings),

@@ -10,4 +10,9 @@ static inline CURLcode pgha_curl_setopt_write_callback(CURL *h, size_t (*cb)(cha
 static inline CURLcode pgha_curl_setopt_header_callback(CURL *h, size_t (*cb)(char *, size_t, size_t, void *)) { return curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cb); }
 static inline CURLcode pgha_curl_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode pgha_curl_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
+/* HTTPClient additions: off_t options, the progress callback, macros Swift cannot import. */
+static inline CURLcode pgha_curl_setopt_off(CURL *h, CURLoption o, curl_off_t v) { return curl_easy_setopt(h, o, v); }
+static inline CURLcode pgha_curl_setopt_xferinfo_callback(CURL *h, int (*cb)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t)) { return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cb); }
+static inline CURLcode pgha_curl_global_init_all(void) { return curl_global_init(CURL_GLOBAL_ALL); }
+static inline long pgha_curl_auth_basic(void) { return (long)CURLAUTH_BASIC; }
 #endif

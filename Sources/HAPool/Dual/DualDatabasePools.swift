@@ -1,0 +1,108 @@
+public import Logging
+public import PGClient
+
+/// One of the two databases of `DualDatabasePools`, in whichever mode the pools run.
+public struct DatabaseHandle: Sendable {
+    enum Backend: Sendable {
+        case single(SingleNodePool)
+        case patroni(PatroniHAPool, database: String)
+    }
+
+    let backend: Backend
+    /// `project` or `shared`.
+    public let role: String
+
+    /// The database name.
+    public var database: String {
+        switch backend {
+        case .single(let pool): return pool.config.database
+        case .patroni(_, let database): return database
+        }
+    }
+
+    /// One statement; `readOnly` may go to a replica in Patroni mode (the seed's `read_only=True`).
+    public func query(_ sql: String, _ params: [PGValue] = [], readOnly: Bool = false, idempotent: Bool = false) async throws(HAError) -> PGResult {
+        switch backend {
+        case .single(let pool): return try await pool.query(sql, params, readOnly: readOnly, idempotent: idempotent)
+        case .patroni(let pool, let database): return try await pool.query(sql, params, readOnly: readOnly, idempotent: idempotent, database: database)
+        }
+    }
+
+    /// The seed's `project_cursor(read_only=)` / `shared_cursor(read_only=)`: a connection for `body`.
+    public func withConnection<T: Sendable>(readOnly: Bool = false, _ body: (PGConnection) async throws -> T) async throws -> T {
+        switch backend {
+        case .single(let pool): return try await pool.withConnection(body)
+        case .patroni(let pool, let database): return try await pool.withConnection(readOnly: readOnly, database: database, body)
+        }
+    }
+
+    /// BEGIN … COMMIT with the HA pool's re-run rules (single-node mode: run once, no re-run).
+    public func transaction<T: Sendable>(idempotent: Bool = false, _ body: @Sendable (PGConnection) async throws -> T) async throws -> T {
+        switch backend {
+        case .single(let pool):
+            return try await pool.withConnection { conn in
+                _ = try await conn.query("BEGIN")
+                do {
+                    let value = try await body(conn)
+                    _ = try await conn.query("COMMIT")
+                    return value
+                } catch {
+                    if conn.isHealthy { _ = try? await conn.query("ROLLBACK") }
+                    throw error
+                }
+            }
+        case .patroni(let pool, let database):
+            return try await pool.transaction(idempotent: idempotent, database: database, body)
+        }
+    }
+}
+
+/// The seed's `DualDatabasePools`: a `project` and a `shared` database, in single-node mode
+/// (plain pools to one server, the default) or Patroni mode (`ENABLE_PATRONI=true`: one
+/// `PatroniHAPool` serving both databases through one topology tracker).
+public final class DualDatabasePools: Sendable {
+    public let mode: DatabaseMode
+    public let project: DatabaseHandle
+    /// nil when no shared database is configured.
+    public let shared: DatabaseHandle?
+    /// The HA pool in Patroni mode.
+    public let patroniPool: PatroniHAPool?
+    let singlePools: [SingleNodePool]
+
+    public init(config: DualPoolsConfig, logger: Logger = Logger(label: "pgha.pools")) throws(ConfigurationError) {
+        mode = config.mode
+        switch config.mode {
+        case .patroni:
+            guard let patroni = config.patroni else {
+                throw ConfigurationError(.missing, key: "PATRONI_HOSTS", "Patroni mode needs the PATRONI_* variables")
+            }
+            let extra = config.patroniSharedDatabase.map { [$0] } ?? []
+            let pool = try PatroniHAPool(config: patroni, additionalDatabases: extra, logger: logger)
+            patroniPool = pool
+            singlePools = []
+            project = DatabaseHandle(backend: .patroni(pool, database: patroni.database), role: "project")
+            shared = config.patroniSharedDatabase.map { DatabaseHandle(backend: .patroni(pool, database: $0), role: "shared") }
+        case .singleNode:
+            guard let projectConfig = config.project else {
+                throw ConfigurationError(.missing, key: "PROJECT_DB_NAME", "single-node mode needs the PROJECT_DB_* variables")
+            }
+            let projectPool = SingleNodePool(config: projectConfig)
+            let sharedPool = config.shared.map { SingleNodePool(config: $0) }
+            patroniPool = nil
+            singlePools = [projectPool] + (sharedPool.map { [$0] } ?? [])
+            project = DatabaseHandle(backend: .single(projectPool), role: "project")
+            shared = sharedPool.map { DatabaseHandle(backend: .single($0), role: "shared") }
+        }
+    }
+
+    /// Connects: in Patroni mode discovers the leader; in single-node mode opens each pool.
+    public func start() async throws(HAError) {
+        if let patroniPool { try await patroniPool.start() }
+        for pool in singlePools { try await pool.start() }
+    }
+
+    public func close() async {
+        await patroniPool?.close()
+        for pool in singlePools { pool.close() }
+    }
+}

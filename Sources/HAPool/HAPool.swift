@@ -1,1 +1,0 @@
-// HAPool: module overview lives in docs/ARCHITECTURE.md.

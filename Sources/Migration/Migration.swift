@@ -1,1 +1,0 @@
-// Migration: module overview lives in docs/ARCHITECTURE.md.

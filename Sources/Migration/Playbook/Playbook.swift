@@ -1,0 +1,331 @@
+import Foundation
+
+/// A validated migration playbook (playbooks/*.yml): where the application's single node is, where
+/// the Patroni cluster is, what must be true before each stage, which files to generate, and what
+/// to do on failure. docs/PLAYBOOKS.md describes every key.
+///
+/// Credentials are never values here: a credential field holds an `EnvironmentReference`
+/// (`${VAR}`), resolved from the environment when a stage needs it and never stored resolved.
+public struct Playbook: Hashable, Sendable {
+    /// The only schema version so far.
+    public static let currentVersion = 1
+
+    public var version: Int
+    public var name: String
+    public var source: Source
+    public var target: Target
+    public var extensions: Extensions
+    public var thresholds: Thresholds
+    public var application: Application
+    public var haproxy: HAProxy
+    public var outputs: Outputs
+    public var onFailure: OnFailure
+
+    /// The application's single PostgreSQL node.
+    public struct Source: Hashable, Sendable {
+        public var host: String
+        public var port: Int
+        public var user: String
+        public var password: EnvironmentReference
+        /// A superuser for the later stages (publications, slots, sequence values).
+        public var adminUser: String?
+        public var adminPassword: EnvironmentReference?
+        public var sslmode: String?
+        public var databases: Databases
+        /// The shared database's own user and password, when it has them (default: `user`/`password`).
+        public var sharedUser: String?
+        public var sharedPassword: EnvironmentReference?
+
+        public init(
+            host: String, port: Int, user: String, password: EnvironmentReference,
+            adminUser: String? = nil, adminPassword: EnvironmentReference? = nil, sslmode: String? = nil,
+            databases: Databases, sharedUser: String? = nil, sharedPassword: EnvironmentReference? = nil
+        ) {
+            self.host = host
+            self.port = port
+            self.user = user
+            self.password = password
+            self.adminUser = adminUser
+            self.adminPassword = adminPassword
+            self.sslmode = sslmode
+            self.databases = databases
+            self.sharedUser = sharedUser
+            self.sharedPassword = sharedPassword
+        }
+    }
+
+    /// The project and shared databases (the seed's `DualDatabasePools`).
+    public struct Databases: Hashable, Sendable {
+        public var project: String
+        public var shared: String?
+
+        public init(project: String, shared: String? = nil) {
+            self.project = project
+            self.shared = shared
+        }
+    }
+
+    /// A host and port, as written `host`, `host:port` or `[v6]:port`.
+    public struct HostPort: Hashable, Sendable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// `host:port`, with brackets around an IPv6 address.
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    /// The Patroni cluster.
+    public struct Target: Hashable, Sendable {
+        /// Patroni's cluster name (`scope`), used in the reference patroni.yml.
+        public var scope: String
+        /// Patroni REST API endpoints, one per member (the port defaults to `apiPort`).
+        public var apiHosts: [HostPort]
+        public var apiPort: Int
+        /// `http` or `https`.
+        public var apiScheme: String
+        public var apiCAFile: String?
+        public var apiUser: String?
+        public var apiPassword: EnvironmentReference?
+        /// PostgreSQL's port on the members.
+        public var port: Int
+        public var user: String
+        public var password: EnvironmentReference
+        public var adminUser: String?
+        public var adminPassword: EnvironmentReference?
+        public var sslmode: String?
+        public var sslrootcert: String?
+        public var sslcert: String?
+        public var sslkey: String?
+        /// Database names on the cluster (default: the source's).
+        public var databases: Databases
+        /// etcd endpoints, for the reference patroni.yml only.
+        public var etcdHosts: [HostPort]
+
+        public init(
+            scope: String = "pgha", apiHosts: [HostPort], apiPort: Int = 8008, apiScheme: String = "http",
+            apiCAFile: String? = nil, apiUser: String? = nil, apiPassword: EnvironmentReference? = nil,
+            port: Int = 5432, user: String, password: EnvironmentReference,
+            adminUser: String? = nil, adminPassword: EnvironmentReference? = nil,
+            sslmode: String? = nil, sslrootcert: String? = nil, sslcert: String? = nil, sslkey: String? = nil,
+            databases: Databases, etcdHosts: [HostPort] = []
+        ) {
+            self.scope = scope
+            self.apiHosts = apiHosts
+            self.apiPort = apiPort
+            self.apiScheme = apiScheme
+            self.apiCAFile = apiCAFile
+            self.apiUser = apiUser
+            self.apiPassword = apiPassword
+            self.port = port
+            self.user = user
+            self.password = password
+            self.adminUser = adminUser
+            self.adminPassword = adminPassword
+            self.sslmode = sslmode
+            self.sslrootcert = sslrootcert
+            self.sslcert = sslcert
+            self.sslkey = sslkey
+            self.databases = databases
+            self.etcdHosts = etcdHosts
+        }
+    }
+
+    /// Extensions every node must have.
+    public struct Extensions: Hashable, Sendable {
+        public var required: [String]
+        /// Minimum versions, by extension name (e.g. `ruvector: "2.0"`).
+        public var minVersions: [String: String]
+
+        public init(required: [String] = [], minVersions: [String: String] = [:]) {
+            self.required = required
+            self.minVersions = minVersions
+        }
+    }
+
+    /// Limits the gates hold the cluster and the source to.
+    public struct Thresholds: Hashable, Sendable {
+        /// Members the cluster must have running (leader included).
+        public var minMembers: Int
+        /// Largest replication lag allowed on a replica, in bytes.
+        public var maxLagBytes: Int64
+        /// Longest-running transaction allowed on the source, in seconds.
+        public var maxTransactionAgeSeconds: Double
+        /// Lowest PostgreSQL major version accepted on every node.
+        public var minServerVersion: Int
+        /// Connection timeout for checks, in seconds.
+        public var connectTimeoutSeconds: Double
+
+        public init(minMembers: Int = 3, maxLagBytes: Int64 = 1 << 20, maxTransactionAgeSeconds: Double = 300, minServerVersion: Int = 13, connectTimeoutSeconds: Double = 5) {
+            self.minMembers = minMembers
+            self.maxLagBytes = maxLagBytes
+            self.maxTransactionAgeSeconds = maxTransactionAgeSeconds
+            self.minServerVersion = minServerVersion
+            self.connectTimeoutSeconds = connectTimeoutSeconds
+        }
+    }
+
+    /// Pool settings written into the application's environment (the seed's defaults).
+    public struct Application: Hashable, Sendable {
+        public var minConnections: Int
+        public var maxConnections: Int
+        public var healthCheckIntervalSeconds: Int
+        public var failoverTimeoutSeconds: Int
+        public var projectMaxConnections: Int
+        public var sharedMaxConnections: Int
+
+        public init(minConnections: Int = 2, maxConnections: Int = 20, healthCheckIntervalSeconds: Int = 30, failoverTimeoutSeconds: Int = 30, projectMaxConnections: Int = 40, sharedMaxConnections: Int = 15) {
+            self.minConnections = minConnections
+            self.maxConnections = maxConnections
+            self.healthCheckIntervalSeconds = healthCheckIntervalSeconds
+            self.failoverTimeoutSeconds = failoverTimeoutSeconds
+            self.projectMaxConnections = projectMaxConnections
+            self.sharedMaxConnections = sharedMaxConnections
+        }
+    }
+
+    /// Where the generated haproxy.cfg listens.
+    public struct HAProxy: Hashable, Sendable {
+        public var bindAddress: String
+        public var primaryPort: Int
+        public var replicaPort: Int
+        /// 0: no stats listener.
+        public var statsPort: Int
+
+        public init(bindAddress: String = "127.0.0.1", primaryPort: Int = 5000, replicaPort: Int = 5001, statsPort: Int = 7000) {
+            self.bindAddress = bindAddress
+            self.primaryPort = primaryPort
+            self.replicaPort = replicaPort
+            self.statsPort = statsPort
+        }
+    }
+
+    /// Files the config stage generates (paths relative to the working directory of the first run).
+    public struct Outputs: Hashable, Sendable {
+        /// The application's `.env` for Patroni mode (`ENABLE_PATRONI=true`); switched in at cutover.
+        public var envFile: String
+        /// The application's `.env` for single-node mode (`ENABLE_PATRONI=false`).
+        public var envSingleNodeFile: String
+        /// The seed's `memory.postgresql` YAML block, Patroni mode.
+        public var configYAML: String
+        public var haproxyCfg: String
+        /// A reference patroni.yml (pgha does not use it).
+        public var patroniYML: String
+
+        public init(
+            envFile: String = ".pgha/out/app.env", envSingleNodeFile: String = ".pgha/out/app.single-node.env",
+            configYAML: String = ".pgha/out/config.yaml", haproxyCfg: String = ".pgha/out/haproxy.cfg",
+            patroniYML: String = ".pgha/out/patroni.yml"
+        ) {
+            self.envFile = envFile
+            self.envSingleNodeFile = envSingleNodeFile
+            self.configYAML = configYAML
+            self.haproxyCfg = haproxyCfg
+            self.patroniYML = patroniYML
+        }
+    }
+
+    /// What a non-interactive run does when a stage fails.
+    public enum OnFailure: String, Hashable, Sendable, CaseIterable {
+        /// Undo every stage that ran, last first, back to single-node mode.
+        case rollback
+        /// Stop and keep everything as it is; `pgha resume` retries.
+        case stop
+    }
+
+    public init(
+        version: Int = Playbook.currentVersion, name: String, source: Source, target: Target,
+        extensions: Extensions = Extensions(), thresholds: Thresholds = Thresholds(),
+        application: Application = Application(), haproxy: HAProxy = HAProxy(),
+        outputs: Outputs = Outputs(), onFailure: OnFailure = .stop
+    ) {
+        self.version = version
+        self.name = name
+        self.source = source
+        self.target = target
+        self.extensions = extensions
+        self.thresholds = thresholds
+        self.application = application
+        self.haproxy = haproxy
+        self.outputs = outputs
+        self.onFailure = onFailure
+    }
+
+    /// Every credential reference, with the key that holds it (`target.password` → `PATRONI_PASSWORD`).
+    public var credentialReferences: [(key: String, reference: EnvironmentReference)] {
+        var refs: [(String, EnvironmentReference)] = [("source.password", source.password)]
+        if let r = source.adminPassword { refs.append(("source.admin_password", r)) }
+        if let r = source.sharedPassword { refs.append(("source.shared_password", r)) }
+        if let r = target.apiPassword { refs.append(("target.api_password", r)) }
+        refs.append(("target.password", target.password))
+        if let r = target.adminPassword { refs.append(("target.admin_password", r)) }
+        return refs
+    }
+
+    /// The credential references whose variables are not set in `environment`.
+    public func missingCredentials(in environment: some EnvironmentProviding) -> [(key: String, reference: EnvironmentReference)] {
+        credentialReferences.filter { environment.value(of: $0.reference.variable)?.isEmpty ?? true }
+    }
+
+    /// A redactor that masks every credential value `environment` resolves.
+    public func secretRedactor(environment: some EnvironmentProviding) -> SecretRedactor {
+        SecretRedactor(secrets: credentialReferences.compactMap { environment.value(of: $0.reference.variable) })
+    }
+}
+
+/// A `${VAR}` reference in a playbook: the name of an environment variable, never its value.
+public struct EnvironmentReference: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The variable's name, e.g. `PATRONI_PASSWORD`.
+    public var variable: String
+
+    public init(_ variable: String) { self.variable = variable }
+
+    /// `${PATRONI_PASSWORD}`.
+    public var description: String { "${\(variable)}" }
+
+    /// Parses exactly `${NAME}` (NAME: letters, digits, underscores, not starting with a digit).
+    public init?(parsing text: String) {
+        guard text.hasPrefix("${"), text.hasSuffix("}"), text.count > 3 else { return nil }
+        let name = String(text.dropFirst(2).dropLast())
+        guard Self.isValidName(name) else { return nil }
+        self.variable = name
+    }
+
+    /// True for a POSIX-style variable name.
+    public static func isValidName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, !("0"..."9").contains(first) else { return false }
+        return name.unicodeScalars.allSatisfy { $0 == "_" || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) }
+    }
+
+    /// The value from `environment`.
+    /// - Throws: `.environmentVariableMissing`, naming the variable and the playbook key, never a value.
+    public func resolve(in environment: some EnvironmentProviding, key: String) throws(MigrationError) -> String {
+        guard let value = environment.value(of: variable), !value.isEmpty else {
+            throw MigrationError(.environmentVariableMissing, "\(key) refers to ${\(variable)}, which is not set; export it before running pgha")
+        }
+        return value
+    }
+}
+
+/// Where `${VAR}` values come from.
+public protocol EnvironmentProviding: Sendable {
+    /// The variable's value, or nil when unset.
+    func value(of name: String) -> String?
+}
+
+/// The process environment (`ProcessInfo.processInfo.environment`, read at each lookup).
+public struct ProcessEnvironment: EnvironmentProviding {
+    public init() {}
+    public func value(of name: String) -> String? { ProcessInfo.processInfo.environment[name] }
+}
+
+/// A fixed set of variables (tests, or an environment merged from several sources by the CLI).
+public struct StaticEnvironment: EnvironmentProviding {
+    public var variables: [String: String]
+    public init(_ variables: [String: String]) { self.variables = variables }
+    public func value(of name: String) -> String? { variables[name] }
+}

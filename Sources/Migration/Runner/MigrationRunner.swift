@@ -1,0 +1,370 @@
+public import Foundation
+public import Logging
+import Synchronization
+
+/// The one executor of the stage engine: steps the engine, performs its actions through the stage
+/// executors, asks the decider, reports to the observer, and saves the state after every
+/// transition (before performing the action the transition asks for).
+///
+/// One runner at a time per state directory (`StateLock`). Cancellation (`CancellationFlag`, set
+/// by the CLI on SIGINT/SIGTERM, or task cancellation) is honoured at every safe point: before each
+/// action, and between steps inside a stage; the state is saved and the run ends with
+/// `.interrupted`.
+public struct MigrationRunner: Sendable {
+    /// What the runner works with.
+    public struct Configuration: Sendable {
+        public var playbook: LoadedPlaybook
+        public var store: StateStore
+        /// Executors by stage; stages without one are "not built yet".
+        public var executors: [any MigrationStageExecutor]
+        public var environment: any EnvironmentProviding
+        public var decider: any MigrationDecider
+        public var observer: any MigrationObserver
+        public var clock: any MigrationClock
+        public var cancellation: CancellationFlag
+        public var logger: Logger
+        /// This pgha's version, recorded in the state and the lock.
+        public var toolVersion: String
+        /// Relative output paths are resolved against this directory on the first run (later runs
+        /// use the one recorded in the state).
+        public var workingDirectory: String
+        /// Continue although the playbook's checksum differs from the one in the state.
+        public var allowPlaybookChange: Bool
+        /// Tests only: called with the number (from 1) of each state write about to happen; true
+        /// makes that write and every later one fail as if the process had been killed there.
+        var simulatedCrash: (@Sendable (Int) -> Bool)?
+
+        public init(
+            playbook: LoadedPlaybook, store: StateStore, executors: [any MigrationStageExecutor],
+            environment: any EnvironmentProviding = ProcessEnvironment(), decider: any MigrationDecider,
+            observer: any MigrationObserver = SilentObserver(), clock: any MigrationClock = SystemClock(),
+            cancellation: CancellationFlag = CancellationFlag(), logger: Logger = Logger(label: "pgha.migration"),
+            toolVersion: String, workingDirectory: String = FileManager.default.currentDirectoryPath,
+            allowPlaybookChange: Bool = false
+        ) {
+            self.playbook = playbook
+            self.store = store
+            self.executors = executors
+            self.environment = environment
+            self.decider = decider
+            self.observer = observer
+            self.clock = clock
+            self.cancellation = cancellation
+            self.logger = logger
+            self.toolVersion = toolVersion
+            self.workingDirectory = workingDirectory
+            self.allowPlaybookChange = allowPlaybookChange
+        }
+    }
+
+    /// What to do.
+    public enum Mode: Hashable, Sendable {
+        /// Run forward from the first stage not done (a fresh run, or continuing one), stopping
+        /// after `until` if given.
+        case forward(until: MigrationStage?)
+        /// Continue what the saved state was doing: forward, or an interrupted rollback.
+        /// Requires a state file.
+        case resume(until: MigrationStage?)
+        /// Undo every stage that ran, last first. Requires a state file.
+        case rollback
+    }
+
+    public let configuration: Configuration
+    let redactor: SecretRedactor
+
+    public init(_ configuration: Configuration) {
+        self.configuration = configuration
+        self.redactor = configuration.playbook.playbook.secretRedactor(environment: configuration.environment)
+    }
+
+    /// The stages as the engine sees them.
+    public var planEntries: [StagePlanEntry] {
+        MigrationStage.allCases.map { stage in
+            let executor = executor(for: stage)
+            return StagePlanEntry(stage: stage, isAvailable: executor != nil, makesChanges: executor?.makesChanges ?? true)
+        }
+    }
+
+    func executor(for stage: MigrationStage) -> (any MigrationStageExecutor)? {
+        configuration.executors.first { $0.stage == stage }
+    }
+
+    /// `pgha plan`: every stage's plan, without taking the lock or changing anything. A stage whose
+    /// plan cannot be computed gets a plan with the error as a warning.
+    public func plan() async -> [StagePlan] {
+        let state = try? configuration.store.loadIfPresent()
+        let context = makeContext(journal: nil, workingDirectory: state?.workingDirectory ?? configuration.workingDirectory, stage: nil)
+        var plans: [StagePlan] = []
+        for entry in planEntries {
+            plans.append(await plan(entry.stage, context: context))
+        }
+        return plans
+    }
+
+    func plan(_ stage: MigrationStage, context: StageContext) async -> StagePlan {
+        guard let executor = executor(for: stage) else { return .notBuilt(stage) }
+        do {
+            return try await executor.plan(context)
+        } catch {
+            var plan = StagePlan(stage: stage, makesChanges: executor.makesChanges)
+            plan.warnings.append("cannot compute the plan: " + redactor.redact(Self.message(of: error)))
+            return plan
+        }
+    }
+
+    /// Runs the migration in `mode`; `command` names the CLI command for the state's run history.
+    /// - Returns: how the run ended (`outcome.exitCode` is the process exit code).
+    /// - Throws: `.locked`, `.stateNotFound`, `.stateCorrupt`, `.stateTooNew`, `.playbookChanged`,
+    ///   `.invalidTransition`, `.io` — conditions where no outcome can be recorded.
+    public func run(_ mode: Mode, command: String) async throws(MigrationError) -> MigrationOutcome {
+        let c = configuration
+        let lock = try c.store.lock(command: command, toolVersion: c.toolVersion, clock: c.clock)
+        defer { lock.release() }
+        if let previous = lock.replacedHolder {
+            c.observer.report(.staleLockReplaced(previous))
+            c.logger.notice("took over a stale lock", metadata: ["pid": "\(previous.pid)", "host": "\(previous.hostname)"])
+        }
+
+        let existing = try c.store.loadIfPresent()
+        switch mode {
+        case .forward: break
+        case .resume, .rollback:
+            guard existing != nil else {
+                throw MigrationError(.stateNotFound, "no migration state in \(c.store.directory): nothing to \(mode == .rollback ? "roll back" : "resume"). Start with `pgha migrate` or `pgha run`.", path: c.store.stateFile)
+            }
+        }
+        var state = existing ?? MigrationState(
+            toolVersion: c.toolVersion,
+            playbook: .init(path: c.playbook.path, sha256: c.playbook.sha256, name: c.playbook.playbook.name),
+            workingDirectory: c.workingDirectory, now: c.clock.now()
+        )
+        if existing != nil {
+            try checkPlaybook(&state)
+        }
+        state.toolVersion = c.toolVersion
+        state.lastOutcome = nil
+        state.runs.append(.init(command: command, pid: lock.holder.pid, startedAt: c.clock.now()))
+        if mode == .rollback { state.direction = .rollback }
+        let journal = makeJournal(state)
+        try journal.save()
+
+        let until: MigrationStage?
+        let firstEvent: EngineEvent
+        switch mode {
+        case .forward(let u):
+            until = u
+            firstEvent = state.direction == .rollback ? .rollbackRequested : .start
+            if state.direction == .rollback {
+                c.observer.report(.warning("the last rollback did not finish; finishing it before anything else"))
+            }
+        case .resume(let u):
+            until = u
+            firstEvent = state.direction == .rollback ? .rollbackRequested : .start
+        case .rollback:
+            until = nil
+            firstEvent = .rollbackRequested
+        }
+        let entries = planEntries
+        c.observer.report(.runStarted(command: command, plan: entries, resumed: existing != nil))
+        c.logger.info("migration run started", metadata: ["command": "\(command)", "resumed": "\(existing != nil)"])
+
+        var engine = StageEngine(plan: entries, records: state.engineRecords, until: until)
+        var action = engine.event(firstEvent)
+        while true {
+            // Save the transition before acting on it.
+            let rollingBack: Bool
+            if case .undoStage = action { rollingBack = true } else { rollingBack = false }
+            let records = engine.records
+            try journal.update { s in
+                s.apply(records, now: c.clock.now())
+                if rollingBack { s.direction = .rollback }
+            }
+
+            if case .finish(let outcome) = action {
+                return try finish(outcome, journal: journal)
+            }
+            if case .invalidEvent(let invalid) = action {
+                c.logger.error("stage engine rejected an event", metadata: ["detail": "\(invalid)"])
+                throw MigrationError(.invalidTransition, "internal error: the stage engine rejected \(invalid). The state is saved; please report this.")
+            }
+            if isCancelled {
+                action = engine.event(.interrupted)
+                continue
+            }
+            if let event = await perform(action, journal: journal) {
+                action = engine.event(event)
+            } else {
+                action = engine.event(.interrupted)
+            }
+        }
+    }
+
+    /// Performs one action; returns the event it produced (nil: interrupted).
+    private func perform(_ action: EngineAction, journal: StateJournal) async -> EngineEvent? {
+        let c = configuration
+        switch action {
+        case .confirm(let stage, let options):
+            let context = makeContext(journal: nil, workingDirectory: journal.snapshot.workingDirectory, stage: stage)
+            let plan = await self.plan(stage, context: context)
+            c.observer.report(.stagePlanned(plan))
+            let decision = Self.validated(await c.decider.confirm(stage, plan: plan, options: options), options: options)
+            if isCancelled { return nil }
+            report(decision, stage: stage)
+            return .userDecision(decision)
+
+        case .runStage(let stage, let attempt):
+            guard let executor = executor(for: stage) else {
+                return .stageRunFailed(stage, StageFailure(kind: .run, message: "stage \(stage) is not built in this version of pgha"))
+            }
+            c.observer.report(.stageStarted(stage, attempt: attempt))
+            c.logger.info("stage started", metadata: ["stage": "\(stage)", "attempt": "\(attempt)"])
+            do {
+                try await executor.run(makeContext(journal: journal, workingDirectory: journal.snapshot.workingDirectory, stage: stage))
+                return .stageRunSucceeded(stage)
+            } catch {
+                if isInterruption(error) { return nil }
+                let failure = StageFailure(kind: .run, message: redactor.redact(Self.message(of: error)))
+                c.observer.report(.stageRunFailed(stage, failure))
+                c.logger.warning("stage failed", metadata: ["stage": "\(stage)", "error": "\(failure.message)"])
+                return .stageRunFailed(stage, failure)
+            }
+
+        case .evaluateGate(let stage):
+            guard let executor = executor(for: stage) else {
+                return .gateEvaluated(stage, [.fail("stage.available", observed: "not built", expected: "built", advice: "upgrade pgha")])
+            }
+            var results: [CheckResult]
+            do {
+                results = try await executor.gate(makeContext(journal: journal, workingDirectory: journal.snapshot.workingDirectory, stage: stage))
+            } catch {
+                if isInterruption(error) { return nil }
+                results = [.fail("gate.error", observed: Self.message(of: error), expected: "the gate's checks can run", advice: "fix the cause and retry the stage")]
+            }
+            results = results.map { $0.redacted(by: redactor) }
+            c.observer.report(.gateEvaluated(stage, results))
+            return .gateEvaluated(stage, results)
+
+        case .decide(let stage, let failure, let options):
+            let decision = Self.validated(await c.decider.decide(stage, failure: failure, options: options), options: options)
+            if isCancelled { return nil }
+            report(decision, stage: stage)
+            return .userDecision(decision)
+
+        case .undoStage(let stage):
+            guard let executor = executor(for: stage) else {
+                return .undoFailed(stage, reason: "no executor for stage \(stage) in this version of pgha")
+            }
+            c.observer.report(.undoStarted(stage))
+            c.logger.info("undoing stage", metadata: ["stage": "\(stage)"])
+            do {
+                try await executor.undo(makeContext(journal: journal, workingDirectory: journal.snapshot.workingDirectory, stage: stage))
+                c.observer.report(.undoFinished(stage, error: nil))
+                return .undoSucceeded(stage)
+            } catch {
+                if isInterruption(error) { return nil }
+                let message = redactor.redact(Self.message(of: error))
+                c.observer.report(.undoFinished(stage, error: message))
+                return .undoFailed(stage, reason: message)
+            }
+
+        case .finish, .invalidEvent:
+            preconditionFailure("handled by run(_:command:)")
+        }
+    }
+
+    private func makeJournal(_ state: MigrationState) -> StateJournal {
+        let store = configuration.store
+        let redactor = self.redactor
+        guard let crash = configuration.simulatedCrash else {
+            return StateJournal(state: state, store: store, redactor: redactor, clock: configuration.clock)
+        }
+        let writes = WriteCounter()
+        return StateJournal(state: state, clock: configuration.clock) { (state: MigrationState) throws(MigrationError) in
+            let crashed = writes.count.withLock { n in
+                n += 1
+                return crash(n)
+            }
+            if crashed { throw MigrationError(.io, "simulated crash") }
+            try store.save(state, redactor: redactor)
+        }
+    }
+
+    private func finish(_ outcome: MigrationOutcome, journal: StateJournal) throws(MigrationError) -> MigrationOutcome {
+        let c = configuration
+        let now = c.clock.now()
+        try journal.update { s in
+            s.lastOutcome = outcome
+            if case .rolledBack = outcome { s.direction = .forward }
+            if !s.runs.isEmpty {
+                s.runs[s.runs.count - 1].endedAt = now
+                s.runs[s.runs.count - 1].outcome = outcome
+            }
+        }
+        c.observer.report(.finished(outcome))
+        c.logger.info("migration run finished", metadata: ["outcome": "\(outcome.kind)", "exit": "\(outcome.exitCode.rawValue)"])
+        return outcome
+    }
+
+    private func checkPlaybook(_ state: inout MigrationState) throws(MigrationError) {
+        let c = configuration
+        if state.playbook.sha256 != c.playbook.sha256 {
+            guard c.allowPlaybookChange else {
+                throw MigrationError(
+                    .playbookChanged,
+                    "the playbook \(c.playbook.path) differs from the one this migration was started with (\(state.playbook.path), sha256 \(state.playbook.sha256.prefix(12))…, now \(c.playbook.sha256.prefix(12))…). Restore it, or confirm the change (the CLI's --accept-playbook-change); stages that already passed are not re-run.",
+                    path: c.playbook.path
+                )
+            }
+            c.observer.report(.warning("the playbook changed since the last run; continuing with the new one (stages that passed are not re-run)"))
+        }
+        state.playbook = .init(path: c.playbook.path, sha256: c.playbook.sha256, name: c.playbook.playbook.name)
+    }
+
+    private func report(_ decision: UserDecision, stage: MigrationStage) {
+        let reason: String?
+        if case .skip(let r) = decision { reason = redactor.redact(r) } else { reason = nil }
+        configuration.observer.report(.decision(stage, decision.option, reason: reason))
+    }
+
+    private var isCancelled: Bool { configuration.cancellation.isCancelled || Task.isCancelled }
+
+    private func isInterruption(_ error: any Error) -> Bool {
+        if let error = error as? MigrationError, error.code == .interrupted { return true }
+        return error is CancellationError || isCancelled
+    }
+
+    /// A decision outside `options` becomes `.stop`; a skip gets a default reason.
+    static func validated(_ decision: UserDecision, options: [DecisionOption]) -> UserDecision {
+        guard options.contains(decision.option) else { return .stop }
+        if case .skip(let reason) = decision, reason.trimmingCharacters(in: .whitespaces).isEmpty {
+            return .skip(reason: "skipped by the operator (no reason given)")
+        }
+        return decision
+    }
+
+    static func message(of error: any Error) -> String {
+        if let error = error as? MigrationError { return error.description }
+        return String(describing: error)
+    }
+
+    func makeContext(journal: StateJournal?, workingDirectory: String, stage: MigrationStage?) -> StageContext {
+        let c = configuration
+        let observer = c.observer
+        let redactor = self.redactor
+        var logger = c.logger
+        if let stage { logger[metadataKey: "stage"] = "\(stage)" }
+        return StageContext(
+            playbook: c.playbook.playbook, playbookPath: c.playbook.path, workingDirectory: workingDirectory,
+            store: c.store, environment: c.environment, redactor: redactor, journal: journal, clock: c.clock,
+            cancellation: c.cancellation, logger: logger,
+            progress: { message in
+                if let stage { observer.report(.stageMessage(stage, redactor.redact(message))) }
+            }
+        )
+    }
+}
+
+/// Counts state writes for `Configuration.simulatedCrash`.
+private final class WriteCounter: Sendable {
+    let count = Mutex(0)
+}

@@ -1,1 +1,0 @@
-// Patroni: module overview lives in docs/ARCHITECTURE.md.

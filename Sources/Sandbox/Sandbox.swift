@@ -1,1 +1,0 @@
-// Sandbox: module overview lives in docs/ARCHITECTURE.md.

@@ -1,0 +1,537 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts, stops and inspects the sandbox described by a `SandboxConfiguration`.
+///
+/// Every server runs as the `postgres` OS user, detached in its own session, with a PID file in
+/// `run/` and a log in `logs/`. `up`, `down` and `status` are idempotent.
+public struct SandboxController: Sendable {
+    public let configuration: SandboxConfiguration
+    let observer: any ClusterObserver
+
+    /// A controller for `configuration` that watches the cluster through Patroni's REST API.
+    public init(configuration: SandboxConfiguration) {
+        self.init(configuration: configuration, observer: PatroniClusterObserver(configuration: configuration))
+    }
+
+    init(configuration: SandboxConfiguration, observer: any ClusterObserver) {
+        self.configuration = configuration
+        self.observer = observer
+    }
+
+    // MARK: Paths
+
+    var postgresUser: OSUser? { OSUser.lookup("postgres") }
+    func logFile(_ name: String) -> String { (configuration.logsDir as NSString).appendingPathComponent("\(name).log") }
+    func pidFile(_ name: String) -> Processes.PIDFile {
+        .init(path: (configuration.runDir as NSString).appendingPathComponent("\(name).pid"))
+    }
+    func binary(_ name: String) -> String { (configuration.postgresBinDir as NSString).appendingPathComponent(name) }
+    var patroniBinary: String { (configuration.patroniVenv as NSString).appendingPathComponent("bin/patroni") }
+    var postgresEnvironment: [String: String] {
+        Processes.minimalEnvironment(home: postgresUser?.home ?? "/var/lib/postgresql", binDir: configuration.postgresBinDir)
+    }
+
+    // MARK: up
+
+    /// What `up` did.
+    public struct UpReport: Sendable {
+        /// Wall-clock seconds from the call to a healthy cluster.
+        public var seconds: Double
+        /// Components that were started by this call (the others were already running).
+        public var started: [String]
+        /// The final status.
+        public var status: SandboxStatus
+    }
+
+    /// Brings the whole sandbox up and waits until the single node answers, etcd is healthy and the
+    /// cluster has a leader and two streaming replicas.
+    ///
+    /// - Throws: `.missingPrerequisite`, `.startFailed` (with the log file to read), `.timeout`
+    ///   naming what did not come up.
+    public func up(timeout: Duration = .seconds(90), progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> UpReport {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start.advanced(by: timeout)
+        try SandboxPrerequisites.check(configuration)
+        guard let postgres = postgresUser else {
+            throw SandboxError(.missingPrerequisite, "OS user postgres not found", advice: SandboxPrerequisites.installEverything)
+        }
+        try checkNotRunningWithOtherSettings()
+
+        // Directories: the base and logs/run are root's; server directories belong to postgres.
+        try FileSystem.makeDirectory(configuration.baseDir, mode: 0o755)
+        try FileSystem.makeDirectory(configuration.logsDir, mode: 0o755)
+        try FileSystem.makeDirectory(configuration.runDir, mode: 0o755)
+        try FileSystem.makeDirectory(configuration.single.dataDir, mode: 0o700, owner: postgres)
+        try FileSystem.makeDirectory(configuration.etcd.dataDir, mode: 0o700, owner: postgres)
+        for member in configuration.cluster.members {
+            try FileSystem.makeDirectory(member.dir, mode: 0o700, owner: postgres)
+        }
+        let passwords = try SandboxSecrets.ensure(configuration)
+        if configuration.tls != nil {
+            let created = try await SandboxTLS.ensure(configuration, postgres: postgres)
+            if !created.isEmpty { progress("created TLS material in \(configuration.tls?.directory ?? "")") }
+        }
+        try FileSystem.writeFile(
+            SandboxConfiguration.fileURL(baseDir: configuration.baseDir), contents: try configuration.encodedJSON(),
+            mode: 0o644)
+
+        // The single node and the cluster come up side by side; the first failure cancels the other.
+        let started = try await withThrowingTaskGroup(of: [String].self) { group in
+            group.addTask {
+                try await bringUpSingleNode(postgres: postgres, passwords: passwords, deadline: deadline, progress: progress)
+            }
+            group.addTask {
+                try await bringUpCluster(postgres: postgres, passwords: passwords, deadline: deadline, progress: progress)
+            }
+            var all: [String] = []
+            for try await part in group { all += part }
+            return all
+        }
+        let status = await status()
+        return UpReport(seconds: Self.seconds(clock.now - start), started: started, status: status)
+    }
+
+    /// Refuses to start when servers run from this base dir with a different `sandbox.json`.
+    func checkNotRunningWithOtherSettings() throws {
+        guard let existing = try? SandboxConfiguration.load(baseDir: configuration.baseDir),
+              existing != configuration,
+              !Processes.processes(using: configuration.baseDir).isEmpty
+        else { return }
+        throw SandboxError(
+            .invalidConfiguration,
+            "the sandbox in \(configuration.baseDir) is running with other settings",
+            advice: "stop it first with `pgha sandbox down --base-dir \(configuration.baseDir)`")
+    }
+
+    /// initdb (first time), configuration files, start, roles and databases, sample data.
+    func bringUpSingleNode(
+        postgres: OSUser, passwords: Passwords, deadline: ContinuousClock.Instant, progress: @escaping @Sendable (String) -> Void
+    ) async throws -> [String] {
+        let single = configuration.single
+        let pidFile = pidFile("single")
+        var started: [String] = []
+        if pidFile.livePID(marker: single.dataDir) == nil {
+            let versionFile = (single.dataDir as NSString).appendingPathComponent("PG_VERSION")
+            if !FileSystem.exists(versionFile) {
+                try emptyDirectory(single.dataDir)
+                progress("initdb \(single.dataDir)")
+                let output = try await Processes.run(
+                    binary("initdb"),
+                    [
+                        "-D", single.dataDir, "-U", configuration.users.superuser, "--auth-local=peer",
+                        "--auth-host=md5", "--encoding=UTF8", "--locale=C.UTF-8", "--data-checksums",
+                    ],
+                    as: postgres, environment: postgresEnvironment, workingDirectory: single.dataDir,
+                    timeout: .seconds(120))
+                guard output.succeeded else {
+                    throw SandboxError(.commandFailed, "initdb failed: \(Self.redacted(output.stderr))")
+                }
+            }
+            let confPath = (single.dataDir as NSString).appendingPathComponent("postgresql.conf")
+            let include = "include_if_exists = 'pgha_sandbox.conf'"
+            if let conf = FileSystem.readText(confPath), !conf.contains(include) {
+                try FileSystem.writeFile(confPath, contents: conf + "\n" + include + "\n", mode: 0o600, owner: postgres)
+            }
+            try FileSystem.writeFile(
+                (single.dataDir as NSString).appendingPathComponent("pgha_sandbox.conf"),
+                contents: SandboxRendering.singleNodeSettings(configuration), mode: 0o600, owner: postgres)
+            try FileSystem.writeFile(
+                (single.dataDir as NSString).appendingPathComponent("pg_hba.conf"),
+                contents: SandboxRendering.singleNodeHBA(configuration), mode: 0o600, owner: postgres)
+            progress("starting single node \(single.host):\(single.port)")
+            let pid = try await Processes.launchDetached(
+                binary("postgres"), ["-D", single.dataDir], as: postgres, environment: postgresEnvironment,
+                workingDirectory: single.dataDir, logFile: logFile("single"))
+            try pidFile.write(pid)
+            started.append("single node")
+        }
+        try await waitUntil(deadline: deadline, what: "single node \(single.host):\(single.port)", log: logFile("single")) {
+            guard let pid = pidFile.read(), Processes.isAlive(pid) else { throw DiedError() }
+            return await singleNodeAcceptsConnections()
+        }
+        // Roles and databases (idempotent); sample data only into databases created just now.
+        let existing = try await psqlQuery(
+            socketDir: single.socketDir, port: single.port, database: "postgres",
+            "SELECT datname FROM pg_database WHERE datname IN (\(SandboxRendering.sqlLiteral(single.projectDatabase)), \(SandboxRendering.sqlLiteral(single.sharedDatabase)))"
+        )
+        try await psqlScript(
+            socketDir: single.socketDir, port: single.port, database: "postgres",
+            SandboxRendering.singleNodeRolesSQL(configuration, passwords), what: "single node: roles and databases")
+        if !existing.contains(single.projectDatabase) {
+            try await psqlScript(
+                socketDir: single.socketDir, port: single.port, database: single.projectDatabase,
+                SandboxRendering.projectSampleSQL(configuration), what: "single node: sample data in \(single.projectDatabase)")
+            progress("single node: created \(single.projectDatabase) with sample data")
+        }
+        if !existing.contains(single.sharedDatabase) {
+            try await psqlScript(
+                socketDir: single.socketDir, port: single.port, database: single.sharedDatabase,
+                SandboxRendering.sharedSampleSQL(configuration), what: "single node: sample data in \(single.sharedDatabase)")
+            progress("single node: created \(single.sharedDatabase) with sample data")
+        }
+        return started
+    }
+
+    /// etcd, then the three Patroni members; waits for a leader (creates the application role and
+    /// databases on it) and two streaming replicas.
+    func bringUpCluster(
+        postgres: OSUser, passwords: Passwords, deadline: ContinuousClock.Instant, progress: @escaping @Sendable (String) -> Void
+    ) async throws -> [String] {
+        var started: [String] = []
+        let etcd = configuration.etcd
+        let etcdPID = pidFile("etcd")
+        if etcdPID.livePID(marker: etcd.dataDir) == nil {
+            progress("starting etcd \(etcd.clientURL)")
+            let pid = try await Processes.launchDetached(
+                "/usr/bin/etcd", SandboxRendering.etcdArguments(configuration), as: postgres,
+                environment: Processes.minimalEnvironment(home: etcd.dataDir), workingDirectory: etcd.dataDir,
+                logFile: logFile("etcd"))
+            try etcdPID.write(pid)
+            started.append("etcd")
+        }
+        try await waitUntil(deadline: deadline, what: "etcd \(etcd.clientURL)", log: logFile("etcd")) {
+            guard let pid = etcdPID.read(), Processes.isAlive(pid) else { throw DiedError() }
+            return await etcdHealthy()
+        }
+
+        for member in configuration.cluster.members {
+            let memberPID = pidFile(member.name)
+            guard memberPID.livePID(marker: member.configFile) == nil else { continue }
+            try FileSystem.writeFile(
+                member.configFile,
+                contents: SandboxRendering.patroniYAML(configuration, member: member, passwords: passwords),
+                mode: 0o600, owner: postgres)
+            progress("starting Patroni \(member.name) (\(member.host):\(member.pgPort), REST \(member.restPort))")
+            let pid = try await Processes.launchDetached(
+                patroniBinary, [member.configFile], as: postgres, environment: postgresEnvironment,
+                workingDirectory: member.dir, logFile: logFile(member.name))
+            try memberPID.write(pid)
+            started.append(member.name)
+        }
+
+        var applicationReady = false
+        var lastMembers: [ObservedMember] = []
+        let clock = ContinuousClock()
+        while true {
+            for member in configuration.cluster.members {
+                guard let pid = pidFile(member.name).read(), Processes.isAlive(pid) else {
+                    throw SandboxError(
+                        .startFailed, "Patroni \(member.name) exited",
+                        advice: "read \(logFile(member.name))\(Self.logTail(logFile(member.name)))")
+                }
+            }
+            if let members = await observer.members() {
+                lastMembers = members
+                let leaders = members.filter { $0.role == "leader" }
+                if !applicationReady, leaders.count == 1,
+                   let leader = configuration.cluster.members.first(where: { $0.name == leaders[0].name }) {
+                    applicationReady = await createApplicationObjects(on: leader, passwords: passwords)
+                    if applicationReady { progress("leader \(leader.name): role \(configuration.users.application) and databases ready") }
+                }
+                let streaming = members.filter { $0.role != "leader" && $0.state == "streaming" }.count
+                if applicationReady, leaders.count == 1, streaming == configuration.cluster.members.count - 1 {
+                    return started
+                }
+            }
+            if clock.now >= deadline {
+                throw clusterTimeoutError(lastMembers, applicationReady: applicationReady)
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    /// Creates the application role and both databases on the leader; false if the leader is not
+    /// writable yet (it may still be leaving recovery).
+    func createApplicationObjects(on leader: SandboxConfiguration.Member, passwords: Passwords) async -> Bool {
+        do {
+            try await psqlScript(
+                socketDir: leader.socketDir, port: leader.pgPort, database: "postgres",
+                SandboxRendering.applicationRoleAndDatabasesSQL(configuration, passwords, superuserPassword: nil),
+                what: "leader \(leader.name): application role and databases")
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    func clusterTimeoutError(_ members: [ObservedMember], applicationReady: Bool) -> SandboxError {
+        var missing: [String] = []
+        var logs: [String] = []
+        let leaders = members.filter { $0.role == "leader" }
+        if leaders.isEmpty {
+            missing.append("no leader was elected")
+            logs = configuration.cluster.members.map { logFile($0.name) }
+        } else if !applicationReady {
+            missing.append("role \(configuration.users.application) could not be created on leader \(leaders[0].name)")
+            logs.append(logFile(leaders[0].name))
+        }
+        for member in configuration.cluster.members where !leaders.contains(where: { $0.name == member.name }) {
+            if let seen = members.first(where: { $0.name == member.name }) {
+                if seen.state != "streaming" {
+                    missing.append("\(member.name) is \(seen.role), state \(seen.state ?? "unknown"), not streaming")
+                    logs.append(logFile(member.name))
+                }
+            } else {
+                missing.append("\(member.name) is not in the cluster")
+                logs.append(logFile(member.name))
+            }
+        }
+        let unique = logs.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        return SandboxError(
+            .timeout, "the Patroni cluster did not come up in time: " + missing.joined(separator: "; "),
+            advice: "read " + unique.joined(separator: ", "))
+    }
+
+    // MARK: down
+
+    /// What `down` did.
+    public struct DownReport: Sendable {
+        public var seconds: Double
+        /// Components that were running and got stopped.
+        public var stopped: [String]
+        /// PIDs that needed SIGKILL.
+        public var killed: [Int32]
+        public var purged: Bool
+    }
+
+    /// Stops the Patroni members (SIGTERM; each stops its PostgreSQL), then etcd, then the single
+    /// node (`pg_ctl stop -m fast`); SIGKILLs what is left after `timeout`, then proves with a /proc
+    /// scan that no process uses the base directory. `purge` deletes the base directory.
+    public func down(purge: Bool = false, timeout: Duration = .seconds(30), progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> DownReport {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var stopped: [String] = []
+        var killed: [Int32] = []
+
+        // Patroni members, all at once.
+        var memberPIDs: [(String, pid_t)] = []
+        for member in configuration.cluster.members {
+            if let pid = pidFile(member.name).livePID(marker: member.configFile) {
+                progress("stopping Patroni \(member.name) (pid \(pid))")
+                Processes.signal(pid, SIGTERM)
+                memberPIDs.append((member.name, pid))
+            }
+        }
+        let membersDeadline = clock.now.advanced(by: timeout)
+        for (name, pid) in memberPIDs {
+            if !(await Processes.waitForExit(pid, timeout: max(.zero, membersDeadline - clock.now))) {
+                Processes.signal(pid, SIGKILL)
+                killed.append(pid)
+            }
+            stopped.append(name)
+            pidFile(name).remove()
+        }
+        // A killed Patroni leaves its postmaster behind: stop those by their data directory.
+        for member in configuration.cluster.members {
+            killed += await stopPostmaster(dataDir: member.dataDir, timeout: timeout)
+        }
+
+        // etcd.
+        let etcdPID = pidFile("etcd")
+        if let pid = etcdPID.livePID(marker: configuration.etcd.dataDir) {
+            progress("stopping etcd (pid \(pid))")
+            Processes.signal(pid, SIGTERM)
+            if !(await Processes.waitForExit(pid, timeout: timeout)) {
+                Processes.signal(pid, SIGKILL)
+                killed.append(pid)
+            }
+            stopped.append("etcd")
+        }
+        etcdPID.remove()
+
+        // The single node.
+        let singlePID = pidFile("single")
+        if let pid = singlePID.livePID(marker: configuration.single.dataDir) {
+            progress("stopping single node (pid \(pid))")
+            if let postgres = postgresUser {
+                _ = try? await Processes.run(
+                    binary("pg_ctl"), ["stop", "-D", configuration.single.dataDir, "-m", "fast", "-w", "-t", "20"],
+                    as: postgres, environment: postgresEnvironment, workingDirectory: configuration.single.dataDir,
+                    timeout: timeout)
+            }
+            if !(await Processes.waitForExit(pid, timeout: .seconds(5))) {
+                Processes.signal(pid, SIGKILL)
+                killed.append(pid)
+            }
+            stopped.append("single node")
+        }
+        singlePID.remove()
+        killed += await stopPostmaster(dataDir: configuration.single.dataDir, timeout: timeout)
+
+        // Whatever still uses the base directory: SIGKILL, then prove that nothing is left.
+        var leftovers = Processes.processes(using: configuration.baseDir)
+        if !leftovers.isEmpty {
+            for process in leftovers {
+                Processes.signal(process.pid, SIGKILL)
+                killed.append(process.pid)
+            }
+            for process in leftovers { _ = await Processes.waitForExit(process.pid, timeout: .seconds(5)) }
+            leftovers = Processes.processes(using: configuration.baseDir)
+        }
+        guard leftovers.isEmpty else {
+            let list = leftovers.map { "\($0.pid) \($0.commandLine.joined(separator: " "))" }.joined(separator: "; ")
+            throw SandboxError(.stopFailed, "processes still use \(configuration.baseDir) after SIGKILL: \(list)")
+        }
+        if purge {
+            progress("removing \(configuration.baseDir)")
+            try FileSystem.remove(configuration.baseDir)
+        }
+        return DownReport(seconds: Self.seconds(clock.now - start), stopped: stopped, killed: killed, purged: purge)
+    }
+
+    /// Stops a postmaster still running in `dataDir` (its `postmaster.pid`): SIGINT (fast
+    /// shutdown), then SIGKILL after `timeout`. Returns the PIDs that needed SIGKILL.
+    func stopPostmaster(dataDir: String, timeout: Duration) async -> [Int32] {
+        let path = (dataDir as NSString).appendingPathComponent("postmaster.pid")
+        guard let text = FileSystem.readText(path),
+              let first = text.split(separator: "\n").first, let pid = pid_t(first),
+              Processes.isAlive(pid),
+              Processes.commandLine(pid).contains(where: { $0.contains(dataDir) })
+        else { return [] }
+        Processes.signal(pid, SIGINT)
+        if await Processes.waitForExit(pid, timeout: timeout) { return [] }
+        Processes.signal(pid, SIGKILL)
+        return [pid]
+    }
+
+    // MARK: status
+
+    /// Asks every component and judges the whole. Never throws: what cannot be reached is "down".
+    public func status() async -> SandboxStatus {
+        async let singleInfo = singleNodeInfo()
+        async let etcdUp = etcdHealthy()
+        async let observed = observer.members()
+        let (single, etcdHealthy, cluster) = await (singleInfo, etcdUp, observed)
+        let members = configuration.cluster.members.map { member -> SandboxStatus.MemberStatus in
+            let running = pidFile(member.name).read().map { Processes.isAlive($0) && Processes.commandLine($0).contains(where: { $0.contains(member.configFile) }) } ?? false
+            let seen = cluster?.first { $0.name == member.name }
+            return SandboxStatus.MemberStatus(
+                name: member.name, address: "\(member.host):\(member.pgPort)", apiURL: member.apiURL,
+                processRunning: running, inCluster: seen != nil, role: seen?.role, state: seen?.state,
+                lagBytes: seen?.lagBytes, timeline: seen?.timeline)
+        }
+        return SandboxStatus(
+            baseDir: configuration.baseDir,
+            singleNode: .init(
+                address: "\(configuration.single.host):\(configuration.single.port)", up: single != nil,
+                version: single?.version, walLevel: single?.walLevel),
+            etcd: .init(endpoint: configuration.etcd.clientURL, healthy: etcdHealthy),
+            members: members)
+    }
+
+    // MARK: Probes
+
+    func singleNodeAcceptsConnections() async -> Bool {
+        let single = configuration.single
+        guard let output = try? await Processes.run(
+            binary("pg_isready"), ["-h", single.socketDir, "-p", String(single.port), "-t", "1"],
+            environment: postgresEnvironment, timeout: .seconds(5))
+        else { return false }
+        return output.succeeded
+    }
+
+    func singleNodeInfo() async -> (version: String, walLevel: String)? {
+        let single = configuration.single
+        guard FileSystem.exists((single.dataDir as NSString).appendingPathComponent("PG_VERSION")),
+              let rows = try? await psqlQuery(
+                  socketDir: single.socketDir, port: single.port, database: "postgres",
+                  "SELECT current_setting('server_version') || '|' || current_setting('wal_level')"),
+              let row = rows.first
+        else { return nil }
+        let parts = row.split(separator: "|", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return nil }
+        return (parts[0], parts[1])
+    }
+
+    func etcdHealthy() async -> Bool {
+        guard let output = try? await Processes.run(
+            "/usr/bin/etcdctl",
+            ["--endpoints=\(configuration.etcd.clientURL)", "--dial-timeout=1s", "--command-timeout=2s", "endpoint", "health"],
+            environment: Processes.minimalEnvironment(home: "/", extra: ["ETCDCTL_API": "3"]), timeout: .seconds(5))
+        else { return false }
+        return output.succeeded
+    }
+
+    // MARK: psql
+
+    /// Runs one query with the real psql as the postgres OS user over the unix socket (peer auth);
+    /// returns the rows (unaligned, tuples only).
+    func psqlQuery(socketDir: String, port: Int, database: String, _ sql: String) async throws -> [String] {
+        guard let postgres = postgresUser else { throw SandboxError(.missingPrerequisite, "OS user postgres not found") }
+        let output = try await Processes.run(
+            binary("psql"),
+            ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", socketDir, "-p", String(port),
+             "-U", configuration.users.superuser, "-d", database, "-c", sql],
+            as: postgres, environment: postgresEnvironment, workingDirectory: socketDir, timeout: .seconds(30))
+        guard output.succeeded else {
+            throw SandboxError(.commandFailed, "psql query failed: \(Self.redacted(output.stderr))")
+        }
+        return output.stdout.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// Runs a script given on stdin (so passwords never appear in a command line).
+    func psqlScript(socketDir: String, port: Int, database: String, _ script: String, what: String) async throws {
+        guard let postgres = postgresUser else { throw SandboxError(.missingPrerequisite, "OS user postgres not found") }
+        let output = try await Processes.run(
+            binary("psql"),
+            ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", socketDir, "-p", String(port),
+             "-U", configuration.users.superuser, "-d", database, "-f", "-"],
+            as: postgres, environment: postgresEnvironment, workingDirectory: socketDir, input: script,
+            timeout: .seconds(60))
+        guard output.succeeded else {
+            throw SandboxError(.commandFailed, "\(what) failed: \(Self.redacted(output.stderr))")
+        }
+    }
+
+    // MARK: Helpers
+
+    struct DiedError: Error {}
+
+    /// Polls `check` every 250 ms until it is true; a `DiedError` from `check` means the server
+    /// exited. Either failure names the log file (and shows its last lines).
+    func waitUntil(
+        deadline: ContinuousClock.Instant, what: String, log: String, _ check: () async throws -> Bool
+    ) async throws {
+        let clock = ContinuousClock()
+        while true {
+            do {
+                if try await check() { return }
+            } catch is DiedError {
+                throw SandboxError(.startFailed, "\(what) exited right after starting", advice: "read \(log)\(Self.logTail(log))")
+            }
+            if clock.now >= deadline {
+                throw SandboxError(.timeout, "\(what) did not come up in time", advice: "read \(log)\(Self.logTail(log))")
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    /// Removes the contents of a directory left by an interrupted initdb.
+    func emptyDirectory(_ path: String) throws {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: path) else { return }
+        for entry in entries { try FileSystem.remove((path as NSString).appendingPathComponent(entry)) }
+    }
+
+    /// The last lines of a log, indented, with any line mentioning a password dropped.
+    static func logTail(_ path: String, lines: Int = 8) -> String {
+        guard let text = FileSystem.readText(path) else { return "" }
+        let tail = text.split(separator: "\n", omittingEmptySubsequences: true).suffix(lines)
+        guard !tail.isEmpty else { return "" }
+        return "; its last lines:\n" + redacted(tail.joined(separator: "\n")).split(separator: "\n").map { "    " + $0 }.joined(separator: "\n")
+    }
+
+    /// Drops every line that mentions a password (psql echoes failing statements).
+    static func redacted(_ text: String) -> String {
+        text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.lowercased().contains("password") ? "[line redacted]" : String($0) }
+            .joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,227 @@
+/// What `pgha sandbox status` reports. Encoded as JSON with stable snake_case keys:
+///
+/// ```json
+/// { "base_dir": "...", "healthy": true, "leader": "node1", "streaming_replicas": 2,
+///   "single_node": {...}, "etcd": {...}, "members": [...], "problems": [] }
+/// ```
+public struct SandboxStatus: Codable, Sendable, Equatable {
+    /// The sandbox's base directory.
+    public var baseDir: String
+    /// Single node up, etcd healthy, one leader and every other member streaming.
+    public var healthy: Bool
+    /// Name of the Patroni leader, if there is one.
+    public var leader: String?
+    /// How many members are replicas in state `streaming`.
+    public var streamingReplicas: Int
+    public var singleNode: SingleNodeStatus
+    public var etcd: EtcdStatus
+    public var members: [MemberStatus]
+    /// Human-readable reasons why the sandbox is not healthy (empty when it is).
+    public var problems: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case baseDir = "base_dir", healthy, leader, streamingReplicas = "streaming_replicas"
+        case singleNode = "single_node", etcd, members, problems
+    }
+
+    /// The single PostgreSQL server.
+    public struct SingleNodeStatus: Codable, Sendable, Equatable {
+        /// `host:port`.
+        public var address: String
+        public var up: Bool
+        /// `server_version` when up, e.g. "15.18 (Debian 15.18-0+deb12u1)".
+        public var version: String?
+        public var walLevel: String?
+
+        enum CodingKeys: String, CodingKey { case address, up, version, walLevel = "wal_level" }
+
+        public init(address: String, up: Bool, version: String? = nil, walLevel: String? = nil) {
+            self.address = address
+            self.up = up
+            self.version = version
+            self.walLevel = walLevel
+        }
+    }
+
+    /// The etcd server.
+    public struct EtcdStatus: Codable, Sendable, Equatable {
+        /// Client URL.
+        public var endpoint: String
+        public var healthy: Bool
+
+        public init(endpoint: String, healthy: Bool) {
+            self.endpoint = endpoint
+            self.healthy = healthy
+        }
+    }
+
+    /// One Patroni member as its cluster view (`GET /cluster`) describes it.
+    public struct MemberStatus: Codable, Sendable, Equatable {
+        public var name: String
+        /// PostgreSQL `host:port`.
+        public var address: String
+        public var apiURL: String
+        /// Whether the Patroni process (from its PID file) is alive.
+        public var processRunning: Bool
+        /// Whether the member appears in the cluster view.
+        public var inCluster: Bool
+        /// `leader`, `replica`, `sync_standby`… as Patroni reports it.
+        public var role: String?
+        /// `running`, `streaming`, `starting`… as Patroni reports it.
+        public var state: String?
+        /// Replication lag in bytes (replicas only).
+        public var lagBytes: Int64?
+        public var timeline: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case name, address, apiURL = "api_url", processRunning = "process_running"
+            case inCluster = "in_cluster", role, state, lagBytes = "lag_bytes", timeline
+        }
+
+        public init(
+            name: String, address: String, apiURL: String, processRunning: Bool, inCluster: Bool,
+            role: String? = nil, state: String? = nil, lagBytes: Int64? = nil, timeline: Int? = nil
+        ) {
+            self.name = name
+            self.address = address
+            self.apiURL = apiURL
+            self.processRunning = processRunning
+            self.inCluster = inCluster
+            self.role = role
+            self.state = state
+            self.lagBytes = lagBytes
+            self.timeline = timeline
+        }
+
+        var isLeader: Bool { role == "leader" || role == "standby_leader" }
+        var isStreamingReplica: Bool { !isLeader && state == "streaming" }
+    }
+
+    /// Exit codes of `pgha sandbox status` (and of `up` when it times out).
+    public enum ExitStatus: Int32, Sendable {
+        /// Everything is up: single node, etcd, a leader and two streaming replicas.
+        case healthy = 0
+        /// The command itself failed (bad option, unreadable file).
+        case error = 1
+        /// Nothing is running, or the sandbox was never set up in this base directory.
+        case down = 2
+        /// Some parts run, but not all (no leader, a replica not streaming, etcd or single node down).
+        case degraded = 3
+    }
+
+    /// Builds the report and judges it. Pure: `members` come from the Patroni cluster view merged
+    /// with the PID-file check; nothing is asked here.
+    public init(baseDir: String, singleNode: SingleNodeStatus, etcd: EtcdStatus, members: [MemberStatus]) {
+        self.baseDir = baseDir
+        self.singleNode = singleNode
+        self.etcd = etcd
+        self.members = members
+        let leaders = members.filter(\.isLeader)
+        leader = leaders.count == 1 ? leaders[0].name : nil
+        streamingReplicas = members.filter(\.isStreamingReplica).count
+        var problems: [String] = []
+        if !singleNode.up { problems.append("single node \(singleNode.address) is down") }
+        if !etcd.healthy { problems.append("etcd \(etcd.endpoint) is not healthy") }
+        if leaders.isEmpty {
+            problems.append("the Patroni cluster has no leader")
+        } else if leaders.count > 1 {
+            problems.append("the Patroni cluster has \(leaders.count) leaders: \(leaders.map(\.name).joined(separator: ", "))")
+        }
+        for member in members where !member.isLeader && !member.isStreamingReplica {
+            if !member.processRunning {
+                problems.append("\(member.name): Patroni is not running")
+            } else if !member.inCluster {
+                problems.append("\(member.name): not in the cluster view")
+            } else {
+                problems.append("\(member.name): \(member.role ?? "no role"), state \(member.state ?? "unknown")")
+            }
+        }
+        self.problems = problems
+        healthy = problems.isEmpty && !members.isEmpty
+    }
+
+    /// 0 healthy, 2 down (nothing answers), 3 degraded.
+    public var exitStatus: ExitStatus {
+        if healthy { return .healthy }
+        let anythingUp = singleNode.up || etcd.healthy || members.contains { $0.processRunning || $0.inCluster }
+        return anythingUp ? .degraded : .down
+    }
+
+    /// The table `pgha sandbox status` prints.
+    public func renderTable() -> String {
+        var lines: [String] = []
+        lines.append("sandbox \(baseDir): \(healthy ? "healthy" : "NOT healthy")")
+        lines.append("")
+        lines.append(TextTable(
+            header: ["COMPONENT", "ADDRESS", "STATUS", "DETAIL"],
+            rows: [
+                [
+                    "single node", singleNode.address, singleNode.up ? "up" : "down",
+                    [singleNode.version.map { "PostgreSQL \($0)" }, singleNode.walLevel.map { "wal_level=\($0)" }]
+                        .compactMap { $0 }.joined(separator: ", "),
+                ],
+                ["etcd", etcd.endpoint, etcd.healthy ? "healthy" : "unhealthy", ""],
+            ]
+        ).render())
+        lines.append("")
+        lines.append(TextTable(
+            header: ["MEMBER", "HOST:PORT", "ROLE", "STATE", "LAG", "TL"],
+            rows: members.map { member in
+                [
+                    member.name, member.address,
+                    member.role ?? (member.processRunning ? "?" : "-"),
+                    member.state ?? (member.processRunning ? "not in cluster" : "stopped"),
+                    member.lagBytes.map(Self.formatLag) ?? (member.isLeader ? "" : "-"),
+                    member.timeline.map(String.init) ?? "-",
+                ]
+            }
+        ).render())
+        lines.append("")
+        lines.append("leader: \(leader ?? "none"), streaming replicas: \(streamingReplicas)")
+        for problem in problems { lines.append("problem: \(problem)") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Lag in bytes, shortened: `0 B`, `12 kB`, `3.5 MB`.
+    static func formatLag(_ bytes: Int64) -> String {
+        switch bytes {
+        case ..<1024: return "\(bytes) B"
+        case ..<(1024 * 1024): return "\(bytes / 1024) kB"
+        default:
+            let tenths = bytes * 10 / (1024 * 1024)
+            return "\(tenths / 10).\(tenths % 10) MB"
+        }
+    }
+}
+
+/// A left-aligned text table with a header and a dashed rule, columns two spaces apart.
+public struct TextTable: Sendable, Equatable {
+    public var header: [String]
+    public var rows: [[String]]
+
+    public init(header: [String], rows: [[String]]) {
+        self.header = header
+        self.rows = rows
+    }
+
+    /// Renders the table without a trailing newline; trailing spaces are trimmed.
+    public func render() -> String {
+        let columns = ([header] + rows).map(\.count).max() ?? 0
+        var widths = [Int](repeating: 0, count: columns)
+        for row in [header] + rows {
+            for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            var text = ""
+            for index in 0..<columns {
+                let cell = index < cells.count ? cells[index] : ""
+                text += cell + String(repeating: " ", count: widths[index] - cell.count)
+                if index < columns - 1 { text += "  " }
+            }
+            while text.hasSuffix(" ") { text.removeLast() }
+            return text
+        }
+        let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
+        return ([line(header), rule] + rows.map(line)).joined(separator: "\n")
+    }
+}

@@ -1,0 +1,237 @@
+import Foundation
+public import HAPool
+import PGClient
+import Patroni
+
+/// The seed's verification suite (`scripts/test_patroni_connection.py`), made stricter, plus
+/// pgha's additions. Every check looks at the connection that actually served it.
+///
+/// 1. `pool_initialization` — the pools start and (Patroni mode) a leader is confirmed writable.
+/// 2. `health_check` — leader and replicas as the pool sees them.
+/// 3. `write_to_primary` — an INSERT lands on a server that is not in recovery and is the leader.
+/// 4. `read_from_replica` — a `readOnly` query is served by a server in recovery.
+/// 5. `read_write_split` — a row written on the leader becomes visible on a replica, read there.
+/// 6. `replica_lag` — every replica within the lag threshold (WARN otherwise).
+/// 7. `rest_api_hosts` — every configured REST API host answers `/cluster`.
+/// 8. `shared_database` — the shared database answers (when configured).
+public struct SeedVerification: Sendable {
+    public let pools: DualDatabasePools
+    /// Table the write checks use, created if missing in the project database.
+    public var table = "pgha_verify"
+    /// How long a written row may take to appear on a replica.
+    public var replicationWait: Duration = .seconds(5)
+
+    public init(pools: DualDatabasePools) {
+        self.pools = pools
+    }
+
+    /// Runs every check in order; a failed `pool_initialization` turns the rest into SKIP.
+    public func run() async -> VerificationReport {
+        let startedAt = Date()
+        var results: [CheckResult] = []
+        let initResult = await CheckRunner.run([Check(name: "pool_initialization") { await poolInitialization() }])
+        results += initResult
+        guard initResult.first?.verdict != .fail else {
+            for name in ["health_check", "write_to_primary", "read_from_replica", "read_write_split", "replica_lag", "rest_api_hosts"] {
+                results.append(CheckResult(name: name, verdict: .skip, observed: "pool initialization failed"))
+            }
+            return VerificationReport(checks: results, startedAt: startedAt, mode: pools.mode.rawValue)
+        }
+        results += await CheckRunner.run(checks)
+        return VerificationReport(checks: results, startedAt: startedAt, mode: pools.mode.rawValue)
+    }
+
+    var checks: [Check] {
+        [
+            Check(name: "health_check") { await healthCheck() },
+            Check(name: "write_to_primary") { await writeToPrimary() },
+            Check(name: "read_from_replica") { await readFromReplica() },
+            Check(name: "read_write_split") { await readWriteSplit() },
+            Check(name: "replica_lag") { await replicaLag() },
+            Check(name: "rest_api_hosts") { await restAPIHosts() },
+            Check(name: "shared_database") { await sharedDatabase() },
+        ]
+    }
+
+    func poolInitialization() async -> CheckResult {
+        do {
+            try await pools.start()
+            if let pool = pools.patroniPool {
+                let writer = pool.routingTable.writer.map(\.description) ?? "-"
+                return CheckResult(name: "pool_initialization", verdict: .pass, observed: "Patroni mode, leader \(writer) confirmed writable")
+            }
+            return CheckResult(name: "pool_initialization", verdict: .pass, observed: "single-node mode, project database answers")
+        } catch {
+            return CheckResult(
+                name: "pool_initialization", verdict: .fail, observed: error.description,
+                expected: "pools connect and a leader is confirmed",
+                advice: "check PATRONI_HOSTS/PATRONI_PORT (curl http://HOST:PORT/cluster), credentials, pg_hba.conf; then run `pgha health`"
+            )
+        }
+    }
+
+    func healthCheck() async -> CheckResult {
+        let report = await pools.healthCheck()
+        if let cluster = report.haCluster {
+            guard let primary = cluster.primary else {
+                return CheckResult(name: "health_check", verdict: .fail, observed: "no confirmed leader (\(cluster.error ?? "none named"))",
+                                   expected: "one leader", advice: "run `patronictl list` / `pgha health`; etcd must be healthy")
+            }
+            let running = cluster.replicas.filter { $0.state == "streaming" || $0.state == "running" }
+            let observed = "leader \(primary.name) (\(primary.host ?? "?"):\(primary.port ?? 0)), \(running.count)/\(cluster.replicas.count) replicas running"
+            if running.isEmpty {
+                return CheckResult(name: "health_check", verdict: .warn, observed: observed, expected: "≥ 1 replica streaming",
+                                   advice: "no replica is running: reads fall back to the leader and a failover has no candidate")
+            }
+            return CheckResult(name: "health_check", verdict: .pass, observed: observed)
+        }
+        let dbs = [report.project, report.shared].compactMap { $0 }
+        let bad = dbs.filter { $0.status != "healthy" }
+        if bad.isEmpty {
+            return CheckResult(name: "health_check", verdict: .pass, observed: dbs.map { "\($0.role) \($0.status)" }.joined(separator: ", "))
+        }
+        return CheckResult(name: "health_check", verdict: .fail, observed: bad.map { "\($0.role): \($0.error ?? $0.status)" }.joined(separator: "; "),
+                           advice: "check the PROJECT_DB_*/SHARED_DB_* variables and that the server runs")
+    }
+
+    private func ensureTable() async throws(HAError) {
+        _ = try await pools.project.query(
+            "CREATE TABLE IF NOT EXISTS \(table) (id bigserial PRIMARY KEY, token text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())",
+            idempotent: true
+        )
+    }
+
+    struct ServerFacts: Sendable {
+        let host: String
+        let port: Int
+        let inRecovery: Bool
+    }
+
+    /// Writes a token and reports where it landed (on the same connection).
+    private func write(token: String) async throws -> ServerFacts {
+        try await ensureTable()
+        return try await pools.project.withConnection(readOnly: false) { conn in
+            let r = try await conn.query(
+                "INSERT INTO \(table) (token) VALUES ($1) RETURNING pg_is_in_recovery()", [.text(token)]
+            )
+            return ServerFacts(host: conn.serverHost, port: conn.serverPort, inRecovery: try r.bool(0, 0) ?? true)
+        }
+    }
+
+    func writeToPrimary() async -> CheckResult {
+        let token = "write-\(UUID().uuidString)"
+        do {
+            let facts = try await write(token: token)
+            let leader = pools.patroniPool?.routingTable.writer
+            let onLeader = leader.map { $0.host == facts.host && $0.port == facts.port } ?? true
+            let observed = "INSERT served by \(facts.host):\(facts.port), in recovery: \(facts.inRecovery)"
+            if facts.inRecovery || !onLeader {
+                return CheckResult(name: "write_to_primary", verdict: .fail, observed: observed, expected: "the leader, not in recovery",
+                                   advice: "routing sent a write to a non-leader: report this with `pgha health --json`")
+            }
+            return CheckResult(name: "write_to_primary", verdict: .pass, observed: observed)
+        } catch {
+            return CheckResult(name: "write_to_primary", verdict: .fail, observed: "\(error)", expected: "the INSERT succeeds on the leader",
+                               advice: "the application role needs CREATE on the database (for table \(table)) and INSERT on it")
+        }
+    }
+
+    func readFromReplica() async -> CheckResult {
+        guard pools.mode == .patroni else {
+            return CheckResult(name: "read_from_replica", verdict: .skip, observed: "single-node mode has no replicas")
+        }
+        do {
+            let facts = try await pools.project.withConnection(readOnly: true) { conn in
+                let r = try await conn.query("SELECT pg_is_in_recovery()")
+                return ServerFacts(host: conn.serverHost, port: conn.serverPort, inRecovery: try r.bool(0, 0) ?? false)
+            }
+            let observed = "readOnly query served by \(facts.host):\(facts.port), in recovery: \(facts.inRecovery)"
+            if !facts.inRecovery {
+                return CheckResult(name: "read_from_replica", verdict: .fail, observed: observed, expected: "a replica (in recovery)",
+                                   advice: "no replica qualified (lag, noloadbalance, stopped): see `pgha health`")
+            }
+            return CheckResult(name: "read_from_replica", verdict: .pass, observed: observed)
+        } catch {
+            return CheckResult(name: "read_from_replica", verdict: .fail, observed: "\(error)", advice: "see `pgha health`")
+        }
+    }
+
+    func readWriteSplit() async -> CheckResult {
+        guard pools.mode == .patroni else {
+            return CheckResult(name: "read_write_split", verdict: .skip, observed: "single-node mode has no replicas")
+        }
+        let token = "split-\(UUID().uuidString)"
+        do {
+            let written = try await write(token: token)
+            let started = ContinuousClock.now
+            while ContinuousClock.now - started < replicationWait {
+                let (found, facts) = try await pools.project.withConnection(readOnly: true) { conn in
+                    let r = try await conn.query("SELECT count(*) FROM \(table) WHERE token = $1", [.text(token)])
+                    let recovery = try await conn.query("SELECT pg_is_in_recovery()")
+                    return ((try r.int(0, 0) ?? 0) == 1, ServerFacts(host: conn.serverHost, port: conn.serverPort, inRecovery: try recovery.bool(0, 0) ?? false))
+                }
+                if found {
+                    let ms = Int((ContinuousClock.now - started).asSeconds * 1000)
+                    let observed = "written on \(written.host):\(written.port), read on \(facts.host):\(facts.port) (in recovery: \(facts.inRecovery)) after \(ms) ms"
+                    let split = facts.inRecovery && (facts.host != written.host || facts.port != written.port)
+                    _ = try? await pools.project.query("DELETE FROM \(table) WHERE token = $1", [.text(token)], idempotent: true)
+                    return CheckResult(name: "read_write_split", verdict: split ? .pass : .fail, observed: observed,
+                                       expected: "the write on the leader, the read on a replica",
+                                       advice: split ? nil : "reads are not reaching replicas: see `pgha health`")
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return CheckResult(name: "read_write_split", verdict: .fail, observed: "the row did not reach a replica within \(replicationWait)",
+                               advice: "replication is stalled or lagging: check replay lag in `pgha health`")
+        } catch {
+            return CheckResult(name: "read_write_split", verdict: .fail, observed: "\(error)")
+        }
+    }
+
+    func replicaLag() async -> CheckResult {
+        guard let pool = pools.patroniPool else {
+            return CheckResult(name: "replica_lag", verdict: .skip, observed: "single-node mode has no replicas")
+        }
+        let replicas = pool.topology?.replicas ?? []
+        let limit = pool.config.maxReplicaLagBytes
+        let lagging = replicas.filter { ($0.lagBytes ?? Int64.max) > limit }
+        let observed = replicas.map { "\($0.name) \($0.lagBytes.map { "\($0) B" } ?? "unknown")" }.joined(separator: ", ")
+        if replicas.isEmpty {
+            return CheckResult(name: "replica_lag", verdict: .warn, observed: "no replicas", expected: "≥ 1 replica")
+        }
+        if lagging.isEmpty {
+            return CheckResult(name: "replica_lag", verdict: .pass, observed: observed, expected: "≤ \(limit) B")
+        }
+        return CheckResult(name: "replica_lag", verdict: .warn, observed: observed, expected: "≤ \(limit) B",
+                           advice: "\(lagging.map(\.name).joined(separator: ", ")) out of the read rotation until it catches up")
+    }
+
+    func restAPIHosts() async -> CheckResult {
+        guard let client = pools.patroniPool?.patroniClient else {
+            return CheckResult(name: "rest_api_hosts", verdict: .skip, observed: "single-node mode")
+        }
+        let answers = await client.clusterFromEach()
+        let failed = answers.filter { if case .failure = $0.value { true } else { false } }
+        let observed = "\(answers.count - failed.count)/\(answers.count) REST API hosts answer /cluster"
+        if failed.isEmpty { return CheckResult(name: "rest_api_hosts", verdict: .pass, observed: observed) }
+        let reasons = failed.sorted { $0.key.description < $1.key.description }.map { endpoint, result -> String in
+            if case .failure(let e) = result { return "\(endpoint): \(e.code)" }
+            return "\(endpoint)"
+        }
+        return CheckResult(name: "rest_api_hosts", verdict: failed.count == answers.count ? .fail : .warn,
+                           observed: observed + " (" + reasons.joined(separator: "; ") + ")",
+                           advice: "check each host with curl http://HOST:PORT/cluster; a firewall must allow the REST port")
+    }
+
+    func sharedDatabase() async -> CheckResult {
+        guard let shared = pools.shared else {
+            return CheckResult(name: "shared_database", verdict: .skip, observed: "no shared database configured")
+        }
+        do {
+            let r = try await shared.query("SELECT current_database()", readOnly: false)
+            return CheckResult(name: "shared_database", verdict: .pass, observed: "\(r.string(0, 0) ?? "?") answers")
+        } catch {
+            return CheckResult(name: "shared_database", verdict: .fail, observed: "\(error)", advice: "check PATRONI_SHARED_DB / SHARED_DB_* and grants")
+        }
+    }
+}

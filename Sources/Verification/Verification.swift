@@ -1,1 +1,0 @@
-// Verification: module overview lives in docs/ARCHITECTURE.md.

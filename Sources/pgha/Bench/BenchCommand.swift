@@ -1,0 +1,196 @@
+import ArgumentParser
+import BlockingIO
+import CLibPQ
+import Foundation
+import HAPool
+import PGClient
+import Patroni
+import Sandbox
+import Verification
+
+/// `pgha bench`: measurements, each reported as a ratio against a baseline measured in the same
+/// run. Never part of CI's pass/fail: numbers are printed, not asserted. docs/BENCHMARKS.md.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the pool against raw libpq, topology refresh latency, and failover unavailability.",
+        discussion: "Uses the sandbox (pgha sandbox up). Build with -c release for meaningful numbers.",
+        subcommands: [Select1.self, Refresh.self, Failover.self]
+    )
+
+    struct SandboxOptions: ParsableArguments {
+        @Option(help: "Sandbox base directory.")
+        var baseDir: String = ProcessInfo.processInfo.environment["PGHA_SANDBOX_DIR"] ?? Sandbox.SandboxOptions.defaultBaseDir
+
+        func load() throws -> SandboxConfiguration { try SandboxConfiguration.load(baseDir: baseDir) }
+
+        func poolConfig(_ sandbox: SandboxConfiguration) throws -> PatroniClusterConfig {
+            PatroniClusterConfig(
+                apiHosts: sandbox.cluster.members.map(\.host), apiPort: sandbox.cluster.restPort,
+                database: sandbox.cluster.projectDatabase, user: sandbox.users.application,
+                password: try sandbox.password(\.application), minConnections: 1, maxConnections: 4,
+                healthCheckInterval: .seconds(5), failoverTimeout: .seconds(40)
+            )
+        }
+    }
+
+    /// SELECT 1 on one loopback connection: raw PQexec vs PGClient vs the pool (sync and async).
+    struct Select1: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "select1", abstract: "SELECT 1 throughput: raw libpq loop vs PGClient vs the pool.")
+        @OptionGroup var sandbox: SandboxOptions
+        @Option(help: "Seconds per measurement.") var seconds = 3.0
+        @Option(help: "Rounds (each round measures every variant once, interleaved).") var rounds = 3
+
+        func run() async throws {
+            let sb = try sandbox.load()
+            let config = try sandbox.poolConfig(sb)
+            let pool = try PatroniHAPool(config: config)
+            try await pool.start()
+            guard let leader = pool.routingTable.writer else { throw ValidationError("no leader") }
+            let pgConfig = PGConnectionConfig(host: leader.host, port: leader.port, database: config.database, user: config.user, password: config.password)
+            let conn = try await PGConnection.connect(pgConfig)
+            let raw = try RawLibPQ(host: leader.host, port: leader.port, database: config.database, user: config.user, password: config.password ?? "")
+            let duration = Duration.milliseconds(Int64(seconds * 1000))
+            var results: [String: [Double]] = [:]
+            for round in 1...rounds {
+                // Synchronous variants run on a dedicated thread (the caller's own thread, as an
+                // application thread would), never on Swift's cooperative pool.
+                results["raw libpq PQexec", default: []].append(await BlockingIOPool.shared.run { measure(duration) { raw.select1() } })
+                results["PGClient sync", default: []].append(await BlockingIOPool.shared.run { measure(duration) { _ = try? conn.query("SELECT 1") } })
+                results["pool querySync", default: []].append(await BlockingIOPool.shared.run { measure(duration) { _ = try? pool.querySync("SELECT 1") } })
+                results["pool query async", default: []].append(await measureAsync(duration) { _ = try? await pool.query("SELECT 1") })
+                print("round \(round)/\(rounds) done")
+            }
+            await pool.close()
+            conn.close()
+            let baseline = median(results["raw libpq PQexec"]!)
+            print("\nSELECT 1 on one loopback connection, \(rounds) × \(seconds) s each, median queries/s:")
+            for name in ["raw libpq PQexec", "PGClient sync", "pool querySync", "pool query async"] {
+                let value = median(results[name]!)
+                print(String(format: "  %-18@ %9.0f /s   %.3f× raw libpq", name as NSString, value, value / baseline))
+            }
+        }
+    }
+
+    /// Topology refresh latency, with one dead API host in the list.
+    struct Refresh: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "refresh", abstract: "Topology refresh latency p50/p99 (REST /cluster from all hosts concurrently).")
+        @OptionGroup var sandbox: SandboxOptions
+        @Option(help: "Refreshes to measure.") var count = 500
+
+        func run() async throws {
+            let sb = try sandbox.load()
+            var config = try sandbox.poolConfig(sb)
+            for (label, hosts) in [("3 live hosts", config.apiHosts), ("3 live + 1 dead host (127.0.0.1:1)", ["127.0.0.1:1"] + config.apiHosts)] {
+                config.apiHosts = hosts
+                let source = try PatroniTopologySource(config: config)
+                var samples: [Double] = []
+                for _ in 0..<count {
+                    let started = ContinuousClock.now
+                    _ = try await source.fetch()
+                    samples.append((ContinuousClock.now - started).asSeconds * 1000)
+                }
+                samples.sort()
+                print(String(format: "%@: p50 %.2f ms  p99 %.2f ms  max %.2f ms (%d refreshes)", label as NSString,
+                             Percentile.of(samples, 0.5)!, Percentile.of(samples, 0.99)!, samples.last!, count))
+            }
+        }
+    }
+
+    /// Write unavailability in a switchover and after a crash, against Patroni's own promotion time.
+    struct Failover: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "failover", abstract: "Client write unavailability vs Patroni's promotion time (switchover, crash).")
+        @OptionGroup var sandbox: SandboxOptions
+        @Option(help: "switchover, crash, or both.") var kind = "both"
+        @Option(help: "Repetitions of each kind.") var repeats = 3
+
+        func run() async throws {
+            let sb = try sandbox.load()
+            let endpoints = sb.cluster.members.map { PatroniEndpoint(host: $0.host, port: $0.restPort) }
+            let pool = try PatroniHAPool(config: try sandbox.poolConfig(sb))
+            var httpConfig = pool.config.patroniClientConfiguration(endpoints: endpoints).http
+            httpConfig.basicAuth = .init(user: sb.users.restAPI, password: try sb.password(\.restAPI))
+            let client = PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: httpConfig))
+            try await pool.start()
+            let kinds = kind == "both" ? ["switchover", "crash"] : [kind]
+            print("kind        promotion(REST)  first write after REST named  max write gap  lost dup non-leader")
+            for k in kinds {
+                for _ in 0..<repeats {
+                    try await waitHealthy(client)
+                    var options = FailoverDrill.Options()
+                    options.writers = 2
+                    options.afterFailover = .seconds(1)
+                    let trigger: FailoverDrill.Trigger = k == "crash"
+                        ? .external { leader in try crash(sb, member: leader) }
+                        : .switchover
+                    let r = try await FailoverDrill(pool: pool, client: client, options: options).run(trigger: trigger)
+                    print(String(format: "%-11@ %8.3f s       %8.3f s                    %7.3f s      %d %d %d", k as NSString,
+                                 r.patroniPromotionSeconds ?? -1, r.firstWriteAfterLeaderNamedSeconds ?? -1, r.writeUnavailableSeconds ?? -1,
+                                 r.writesLost, r.writesDuplicated, r.writesOnNonLeader))
+                    if k == "crash" { _ = try await SandboxController(configuration: sb).up(timeout: .seconds(120)) }
+                }
+            }
+            await pool.close()
+        }
+
+        func waitHealthy(_ client: PatroniClient) async throws {
+            for _ in 0..<600 {
+                if let c = try? await client.cluster().value, c.leader != nil, c.members.filter({ $0.state?.rawValue == "streaming" }).count == 2 { return }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            throw ValidationError("the sandbox cluster is not healthy")
+        }
+
+        func crash(_ sb: SandboxConfiguration, member name: String) throws {
+            guard let member = sb.cluster.members.first(where: { $0.name == name }) else { return }
+            let patroni = try String(contentsOfFile: "\(sb.runDir)/\(name).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            let postmaster = try String(contentsOfFile: "\(member.dataDir)/postmaster.pid", encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
+            for pid in [patroni, postmaster] { if let p = Int32(pid) { kill(p, SIGKILL) } }
+        }
+    }
+}
+
+func measure(_ duration: Duration, _ body: () -> Void) -> Double {
+    let start = ContinuousClock.now
+    var n = 0
+    while true {
+        for _ in 0..<100 { body() }
+        n += 100
+        let elapsed = ContinuousClock.now - start
+        if elapsed >= duration { return Double(n) / elapsed.asSeconds }
+    }
+}
+
+func measureAsync(_ duration: Duration, _ body: () async -> Void) async -> Double {
+    let start = ContinuousClock.now
+    var n = 0
+    while true {
+        for _ in 0..<100 { await body() }
+        n += 100
+        let elapsed = ContinuousClock.now - start
+        if elapsed >= duration { return Double(n) / elapsed.asSeconds }
+    }
+}
+
+func median(_ values: [Double]) -> Double {
+    let s = values.sorted()
+    return s[s.count / 2]
+}
+
+/// The baseline: libpq with nothing around it (PQconnectdb, PQexec, PQclear).
+/// Used from one thread at a time (the benchmark's), hence the unchecked conformance.
+final class RawLibPQ: @unchecked Sendable {
+    let conn: OpaquePointer
+
+    init(host: String, port: Int, database: String, user: String, password: String) throws {
+        let conninfo = "host=\(host) port=\(port) dbname=\(database) user=\(user) password='\(password.replacingOccurrences(of: "'", with: "\\'"))'"
+        guard let c = PQconnectdb(conninfo), PQstatus(c) == CONNECTION_OK else { throw ValidationError("raw libpq connection failed") }
+        conn = c
+    }
+
+    func select1() {
+        PQclear(PQexec(conn, "SELECT 1"))
+    }
+
+    deinit { PQfinish(conn) }
+}

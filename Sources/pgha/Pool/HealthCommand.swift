@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import HAPool
+import Sandbox
+
+/// `pgha health`: the seed's `health_check()` from the command line.
+struct HealthCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "health",
+        abstract: "Show the pools' view of the database: mode, leader, replicas with lag, counters.",
+        discussion: """
+            Reads the seed's variables (ENABLE_PATRONI, PATRONI_*, PROJECT_DB_*, SHARED_DB_*) from \
+            the environment and .env, or the seed's YAML block with --config.
+            Exit codes: 0 healthy; 1 unhealthy (no confirmed leader, a database down); \
+            2 configuration error; 3 unreachable.
+            """
+    )
+
+    @OptionGroup var pool: PoolOptions
+
+    @Flag(help: "Print JSON (the seed's keys: mode, project, shared, ha_cluster.primary, ha_cluster.replicas, ha_cluster.statistics).")
+    var json = false
+
+    @Flag(help: "Print Prometheus text format.")
+    var prometheus = false
+
+    func run() async throws {
+        let config: DualPoolsConfig
+        do { config = try pool.load() } catch let failure as CLIFailure { throw failure.report() }
+        let pools = try DualDatabasePools(config: config)
+        var startError: HAError?
+        do { try await pools.start() } catch { startError = error }
+        let report = await pools.healthCheck()
+        await pools.close()
+        if json {
+            print(report.json())
+        } else if prometheus {
+            print(report.prometheusText(), terminator: "")
+        } else {
+            print(Self.render(report))
+            if let startError { printError("error: \(startError)") }
+        }
+        if !report.healthy {
+            if startError != nil, !json, !prometheus {
+                printError("next: check the REST API (curl http://HOST:PORT/cluster) and `pgha verify` for details")
+            }
+            throw ExitCode(startError != nil && report.haCluster?.primary == nil && report.project == nil ? ExitCodes.unreachable : ExitCodes.checkFailed)
+        }
+    }
+
+    static func render(_ report: HealthReport) -> String {
+        var lines = ["mode: \(report.mode)   healthy: \(report.healthy ? "yes" : "NO")", ""]
+        if let cluster = report.haCluster {
+            var rows: [[String]] = []
+            if let p = cluster.primary { rows.append(row(p, rotation: "writes")) }
+            for r in cluster.replicas { rows.append(row(r, rotation: r.inReadRotation ? "reads" : "-")) }
+            lines.append(TextTable(header: ["MEMBER", "ADDRESS", "ROLE", "STATE", "LAG", "TL", "SERVES"], rows: rows).render())
+            let s = cluster.statistics
+            lines.append("")
+            lines.append("failovers \(s.failovers)  refreshes \(s.topologyRefreshes) (failed \(s.topologyRefreshFailures))  reads \(s.reads)  writes \(s.writes)  errors \(s.errors)  retries \(s.retries)")
+            if let latency = cluster.leaderLatencyMs { lines.append(String(format: "leader round trip %.2f ms", latency)) }
+            if let error = cluster.error { lines.append("error: \(error)") }
+        }
+        for db in [report.project, report.shared].compactMap({ $0 }) {
+            lines.append("\(db.role): \(db.database) at \(db.host):\(db.port) \(db.status)" + (db.error.map { " (\($0))" } ?? ""))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func row(_ m: HealthReport.MemberHealth, rotation: String) -> [String] {
+        [m.name, "\(m.host ?? "?"):\(m.port.map(String.init) ?? "?")", m.role, m.state, m.lagBytes.map { "\($0) B" } ?? "-", m.timeline.map(String.init) ?? "-", rotation]
+    }
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import HAPool
+import Verification
+
+/// `pgha verify`: the seed's verification suite, and the failover drill.
+struct VerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Run the seed's checks (pool initialization, cluster health, write to primary, read from replica, read/write split) and more.",
+        discussion: """
+            --failover-drill requests a switchover through the REST API while a read and write \
+            workload runs, then reports write unavailability, writes lost, duplicated, and \
+            written to a non-leader.
+            Exit codes: 0 all checks passed; 1 a check failed (or the drill lost, duplicated or \
+            misrouted a write); 2 configuration error; 3 the cluster is unreachable.
+            """
+    )
+
+    @OptionGroup var pool: PoolOptions
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    @Flag(name: .customLong("failover-drill"), help: "Switch the leader over under load and count lost/duplicated/misrouted writes.")
+    var failoverDrill = false
+
+    @Option(help: "Drill: concurrent writers.")
+    var writers = 4
+
+    @Option(help: "Drill: seconds of workload after the new leader is confirmed.")
+    var after = 2.0
+
+    func run() async throws {
+        let config: DualPoolsConfig
+        do { config = try pool.load() } catch let failure as CLIFailure { throw failure.report() }
+        let pools = try DualDatabasePools(config: config)
+        if failoverDrill {
+            try await drill(pools)
+            return
+        }
+        let report = await SeedVerification(pools: pools).run()
+        await pools.close()
+        print(json ? report.json() : report.text())
+        if report.checks.first?.verdict == .fail { throw ExitCode(ExitCodes.unreachable) }
+        if !report.allPassed { throw ExitCode(ExitCodes.checkFailed) }
+    }
+
+    private func drill(_ pools: DualDatabasePools) async throws {
+        guard let pool = pools.patroniPool, let client = pool.patroniClient else {
+            throw CLIFailure(exitCode: ExitCodes.configuration, message: "the failover drill needs Patroni mode (ENABLE_PATRONI=true)", next: "eval \"$(pgha sandbox env)\" && pgha verify --failover-drill").report()
+        }
+        do { try await pools.start() } catch {
+            throw CLIFailure(exitCode: ExitCodes.unreachable, message: "\(error)", next: "pgha health").report()
+        }
+        var options = FailoverDrill.Options()
+        options.writers = writers
+        options.afterFailover = .milliseconds(Int64(after * 1000))
+        if !json { print("failover drill: \(writers) writers, 2 readers; requesting a switchover…") }
+        let report: FailoverDrill.Report
+        do {
+            report = try await FailoverDrill(pool: pool, client: client, options: options).run(trigger: .switchover)
+        } catch {
+            await pools.close()
+            throw CLIFailure(exitCode: ExitCodes.checkFailed, message: "the drill could not run: \(error)", next: "pgha health").report()
+        }
+        await pools.close()
+        print(json ? report.json() : report.text())
+        if !report.passed { throw ExitCode(ExitCodes.checkFailed) }
+    }
+}

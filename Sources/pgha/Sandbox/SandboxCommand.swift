@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import Sandbox
+
+/// `pgha sandbox`: the local rehearsal system.
+struct SandboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sandbox",
+        abstract: "Run a local rehearsal system: single PostgreSQL node + etcd + 3 Patroni members.",
+        discussion: """
+            Everything listens on loopback and runs as the `postgres` OS user; run as root. \
+            See docs/SANDBOX.md.
+            """,
+        subcommands: [Up.self, Down.self, Status.self, Env.self]
+    )
+}
+
+/// `--base-dir`, shared by every sandbox subcommand.
+struct SandboxLocationOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The sandbox's directory (default: $PGHA_SANDBOX_DIR, else \(SandboxOptions.defaultBaseDir)).",
+            valueName: "dir"))
+    var baseDir: String?
+
+    /// `--base-dir`, else `PGHA_SANDBOX_DIR`, else the default.
+    var resolvedBaseDir: String {
+        SandboxOptions.resolveBaseDir(option: baseDir, environment: ProcessInfo.processInfo.environment)
+    }
+
+    /// The stored `sandbox.json`, or (when the sandbox was never started) the configuration the
+    /// defaults would give.
+    func configuration() async throws -> (SandboxConfiguration, stored: Bool) {
+        do {
+            return (try SandboxConfiguration.load(baseDir: resolvedBaseDir), true)
+        } catch let error as SandboxError where error.code == .notSetUp {
+            var options = SandboxOptions(baseDir: resolvedBaseDir)
+            options.patroniVenv = SandboxOptions.resolvePatroniVenv(environment: ProcessInfo.processInfo.environment)
+            options.postgresBinDir = await SandboxPrerequisites.postgresBinDir()
+            return (try options.makeConfiguration(), false)
+        }
+    }
+}
+
+/// Reports a `SandboxError` (message and advice) on stderr and turns it into an exit code.
+func failure(_ error: any Error, code: Int32 = 1) -> ExitCode {
+    if let error = error as? SandboxError {
+        printError("error: \(error.description)")
+        return ExitCode(error.code == .missingPrerequisite ? 4 : code)
+    }
+    printError("error: \(error)")
+    return ExitCode(code)
+}

@@ -1,0 +1,248 @@
+import Foundation
+import HAPool
+import HTTPClient
+import PGClient
+import Patroni
+import Sandbox
+import Testing
+import Verification
+
+/// The HA pool against the real sandbox: 3 Patroni members on etcd.
+/// These tests change the cluster (switchover, crash): scripts/test runs suites one at a time.
+@Suite(.enabled(if: SandboxFixture.enabled), .serialized)
+struct HAPoolIntegrationTests {
+    @Test func routesWritesToTheLeaderAndReadOnlyToReplicas() async throws {
+        let fixture = try SandboxFixture.load()
+        let pool = try PatroniHAPool(config: fixture.poolConfig())
+        try await pool.start()
+        defer { Task { await pool.close() } }
+
+        let cluster = try await fixture.client.cluster().value
+        let leader = try #require(cluster.leader)
+        for _ in 0..<10 {
+            let (host, recovery) = try await pool.withConnection(readOnly: false) { conn in
+                (conn.serverHost, try await conn.isInRecovery())
+            }
+            #expect(host == leader.host)
+            #expect(!recovery)
+        }
+        var readHosts: Set<String> = []
+        for _ in 0..<20 {
+            let (host, recovery) = try await pool.withConnection(readOnly: true) { conn in
+                (conn.serverHost, try await conn.isInRecovery())
+            }
+            #expect(recovery, "a readOnly connection must be served by a replica")
+            readHosts.insert(host)
+        }
+        #expect(readHosts.count == 2, "round-robin over both replicas, got \(readHosts)")
+        #expect(!readHosts.contains(leader.host ?? ""))
+        let stats = pool.statistics()
+        #expect(stats.reads == 20 && stats.writes == 10)
+    }
+
+    @Test func seedVerificationPasses() async throws {
+        let fixture = try SandboxFixture.load()
+        let pools = try DualDatabasePools(config: DualPoolsConfig(mode: .patroni, patroni: fixture.poolConfig(), patroniSharedDatabase: fixture.sandbox.cluster.sharedDatabase))
+        let report = await SeedVerification(pools: pools).run()
+        await pools.close()
+        #expect(report.allPassed, "\(report.text())")
+        #expect(report.checks.map(\.name).starts(with: ["pool_initialization", "health_check", "write_to_primary", "read_from_replica", "read_write_split"]))
+    }
+
+    @Test func pausedReplicaLeavesTheReadRotationAndReturns() async throws {
+        let fixture = try SandboxFixture.load()
+        var config = try fixture.poolConfig()
+        config.healthCheckInterval = .milliseconds(200)
+        config.maxReplicaLagBytes = 64 * 1024
+        let pool = try PatroniHAPool(config: config)
+        try await pool.start()
+        defer { Task { await pool.close() } }
+        let replica = try #require(pool.topology?.replicas.first?.address)
+        let admin = try fixture.superuserConnection(host: replica.host, port: replica.port)
+        defer { admin.close() }
+        _ = try await admin.query("SELECT pg_wal_replay_pause()")
+
+        _ = try await pool.query("CREATE TABLE IF NOT EXISTS pgha_lag_test (id serial PRIMARY KEY, filler text)", idempotent: true)
+        _ = try await pool.query("INSERT INTO pgha_lag_test (filler) SELECT repeat('x', 1000) FROM generate_series(1, 2000)")
+        do {
+            try await waitUntil(.seconds(10)) { !pool.routingTable.readers.contains { $0.address == replica } }
+        } catch {
+            _ = try? await admin.query("SELECT pg_wal_replay_resume()")
+            throw error
+        }
+        #expect(!pool.routingTable.readers.contains { $0.address == replica })
+        // readOnly traffic now avoids the paused replica
+        for _ in 0..<10 {
+            let host = try await pool.withConnection(readOnly: true) { $0.serverHost }
+            #expect(host != replica.host)
+        }
+        _ = try await admin.query("SELECT pg_wal_replay_resume()")
+        try await waitUntil(.seconds(10)) { pool.routingTable.readers.contains { $0.address == replica } }
+        #expect(pool.routingTable.readers.contains { $0.address == replica })
+        _ = try await pool.query("DROP TABLE pgha_lag_test", idempotent: true)
+    }
+
+    @Test func switchoverUnderWriteLoadLosesAndDuplicatesNothing() async throws {
+        let fixture = try SandboxFixture.load()
+        try await fixture.waitForHealthyCluster()
+        let pool = try PatroniHAPool(config: fixture.poolConfig())
+        try await pool.start()
+        defer { Task { await pool.close() } }
+        var options = FailoverDrill.Options()
+        options.writers = 4
+        options.writeInterval = .zero
+        let report = try await FailoverDrill(pool: pool, client: fixture.client, options: options).run(trigger: .switchover)
+        print(report.text())
+        #expect(report.writesAcknowledged >= 1000)
+        #expect(report.writesLost == 0)
+        #expect(report.writesDuplicated == 0)
+        #expect(report.writesOnNonLeader == 0)
+        #expect(report.newLeader != nil && report.newLeader != report.oldLeader)
+        #expect(report.poolFailovers >= 1)
+        try await fixture.waitForHealthyCluster()
+    }
+
+    /// SIGKILL of the leader's Patroni and postmaster. With Patroni's synchronous mode zero loss is
+    /// asserted; the sandbox runs asynchronously by default, so this test switches synchronous mode
+    /// on for its duration (PATCH /config) and back off afterwards.
+    @Test(.timeLimit(.minutes(3)))
+    func crashOfTheLeaderInSynchronousModeLosesAndDuplicatesNothing() async throws {
+        let fixture = try SandboxFixture.load()
+        try await fixture.waitForHealthyCluster()
+        try await fixture.setSynchronousMode(true)
+        do {
+            let pool = try PatroniHAPool(config: fixture.poolConfig())
+            try await pool.start()
+            var options = FailoverDrill.Options()
+            options.writers = 4
+            options.writeInterval = .zero
+            options.warmUp = .seconds(2)
+            options.afterFailover = .seconds(2)
+            let report = try await FailoverDrill(pool: pool, client: fixture.client, options: options)
+                .run(trigger: .external { leader in try fixture.crash(member: leader) })
+            await pool.close()
+            print(report.text())
+            #expect(report.writesAcknowledged >= 1000)
+            #expect(report.writesLost == 0)
+            #expect(report.writesDuplicated == 0)
+            #expect(report.writesOnNonLeader == 0)
+        } catch {
+            try? await fixture.setSynchronousMode(false)
+            try await fixture.restartSandbox()
+            throw error
+        }
+        try await fixture.setSynchronousMode(false)
+        try await fixture.restartSandbox()
+        try await fixture.waitForHealthyCluster()
+    }
+
+    @Test func outcomeUnknownIsNeverRetried() async throws {
+        let fixture = try SandboxFixture.load()
+        let pool = try PatroniHAPool(config: fixture.poolConfig())
+        try await pool.start()
+        defer { Task { await pool.close() } }
+        _ = try await pool.query("CREATE TABLE IF NOT EXISTS pgha_unknown_test (id int)", idempotent: true)
+        _ = try await pool.query("TRUNCATE pgha_unknown_test")
+        // The statement is sent, then its own backend is terminated before an answer comes back.
+        // From the client's side the outcome is unknown: the pool must say so and must not re-run
+        // it (here the server rolled it back, so a re-run would have been visible as a row).
+        do {
+            _ = try await pool.query("INSERT INTO pgha_unknown_test SELECT 1 FROM (SELECT pg_terminate_backend(pg_backend_pid())) t")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.code == .outcomeUnknown || error.code == .connectionFailed, "\(error)")
+            #expect(error.attempts == 1, "never re-run after the statement was sent")
+        }
+        let count = try await pool.query("SELECT count(*) FROM pgha_unknown_test").int(0, 0)
+        #expect(count == 0)
+        _ = try await pool.query("DROP TABLE pgha_unknown_test", idempotent: true)
+    }
+}
+
+func waitUntil(_ timeout: Duration, _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() && ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(50))
+    }
+}
+
+/// The running sandbox, as the integration tests reach it.
+struct SandboxFixture: Sendable {
+    static var baseDir: String {
+        TestEnvironment.variables["PGHA_TEST_SANDBOX_DIR"] ?? TestEnvironment.variables["PGHA_SANDBOX_DIR"] ?? SandboxOptions.defaultBaseDir
+    }
+    static var enabled: Bool {
+        TestEnvironment.required || FileManager.default.fileExists(atPath: SandboxConfiguration.fileURL(baseDir: baseDir))
+    }
+
+    let sandbox: SandboxConfiguration
+    let client: PatroniClient
+
+    static func load() throws -> SandboxFixture {
+        let sandbox = try SandboxConfiguration.load(baseDir: baseDir)
+        let endpoints = sandbox.cluster.members.map { PatroniEndpoint(host: $0.host, port: $0.restPort) }
+        var http = HTTPClientConfiguration()
+        http.basicAuth = .init(user: sandbox.users.restAPI, password: try sandbox.password(\.restAPI))
+        return SandboxFixture(sandbox: sandbox, client: PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: http)))
+    }
+
+    func poolConfig() throws -> PatroniClusterConfig {
+        PatroniClusterConfig(
+            apiHosts: sandbox.cluster.members.map(\.host), apiPort: sandbox.cluster.restPort,
+            database: sandbox.cluster.projectDatabase, user: sandbox.users.application,
+            password: try sandbox.password(\.application), minConnections: 1, maxConnections: 10,
+            healthCheckInterval: .seconds(5), failoverTimeout: .seconds(40)
+        )
+    }
+
+    func superuserConnection(host: String, port: Int) throws -> PGConnection {
+        try PGConnection.connect(PGConnectionConfig(host: host, port: port, database: "postgres", user: sandbox.users.superuser, password: try sandbox.password(\.superuser)))
+    }
+
+    func waitForHealthyCluster(timeout: Duration = .seconds(60)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let cluster = try? await client.cluster().value, cluster.leader != nil,
+               cluster.members.filter({ $0.state?.rawValue == "streaming" }).count == 2 {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        Issue.record("the sandbox cluster did not become healthy (a leader and 2 streaming replicas) within \(timeout)")
+    }
+
+    func setSynchronousMode(_ on: Bool) async throws {
+        // PATCH /config on any member (Patroni stores it in the DCS).
+        let member = sandbox.cluster.members[0]
+        var http = HTTPClientConfiguration()
+        http.basicAuth = .init(user: sandbox.users.restAPI, password: try sandbox.password(\.restAPI))
+        let body = Array("{\"synchronous_mode\": \(on)}".utf8)
+        let response = try await HTTPClient(configuration: http).send(
+            HTTPRequest(method: .patch, url: "http://\(member.host):\(member.restPort)/config", headers: ["Content-Type": "application/json"], body: body))
+        try #require(response.status == 200, "PATCH /config answered \(response.status)")
+        // wait until Patroni applied it: a sync_standby appears (or disappears)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            let cluster = try await client.cluster().value
+            let hasSync = cluster.members.contains { $0.role.rawValue == "sync_standby" }
+            if hasSync == on { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        Issue.record("synchronous_mode=\(on) not applied within 30 s")
+    }
+
+    /// SIGKILL the member's Patroni and its postmaster.
+    func crash(member name: String) throws {
+        let member = try #require(sandbox.cluster.members.first { $0.name == name })
+        let patroniPID = try String(contentsOfFile: "\(sandbox.runDir)/\(name).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let postmasterPID = try String(contentsOfFile: "\(member.dataDir)/postmaster.pid", encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
+        for pid in [patroniPID, postmasterPID] {
+            if let value = Int32(pid) { kill(value, SIGKILL) }
+        }
+    }
+
+    /// `pgha sandbox up` again: restarts whatever is not running (the crashed member).
+    func restartSandbox() async throws {
+        _ = try await SandboxController(configuration: sandbox).up(timeout: .seconds(120))
+    }
+}

@@ -1,0 +1,239 @@
+import Foundation
+import Testing
+@testable import Migration
+
+@Suite("StateStore, StateLock, StateJournal")
+struct StateStoreTests {
+    static func sampleState(clock: FakeClock = FakeClock()) -> MigrationState {
+        var state = MigrationState(
+            toolVersion: "0.1.0", playbook: .init(path: "playbooks/sandbox.yml", sha256: String(repeating: "a", count: 64), name: "sandbox"),
+            workingDirectory: "/srv/app", now: clock.now()
+        )
+        state.apply([
+            EngineStageRecord(stage: .prerequisites, status: .passed, attempts: 1, gate: [.pass("members", observed: "3 running", expected: ">= 3")]),
+            EngineStageRecord(stage: .extensions, status: .failed(reason: "pg_trgm missing on node2"), attempts: 2),
+        ], now: clock.now())
+        state.steps.append(.init(id: 1, stage: .extensions, name: "create-extension:pg_trgm", phase: .intent, detail: "CREATE EXTENSION pg_trgm", undo: ["existed": "false"], intendedAt: clock.now()))
+        state.files.append(.init(id: 2, stage: .config, key: "env_file", path: "/srv/app/out/app.env", existedBefore: true, sha256Before: String(repeating: "b", count: 64), modeBefore: FileMode(0o644), backupPath: "/srv/app/.pgha/backups/config/2-app.env", sha256After: String(repeating: "c", count: 64), modeAfter: FileMode(0o600), phase: .written, intendedAt: clock.now(), writtenAt: clock.now()))
+        state.nextRecordID = 3
+        return state
+    }
+
+    @Test("save then load gives back the same state; the file is 0600 and no temporary file is left")
+    func roundTrip() throws {
+        let dir = try TempDirectory("store")
+        defer { dir.cleanup() }
+        let store = StateStore(directory: dir.file(".pgha"))
+        let state = Self.sampleState()
+        try store.save(state, redactor: .none)
+        #expect(try store.load() == state)
+        #expect(try FileIO.read(store.stateFile)?.mode == 0o600)
+        let entries = try FileManager.default.contentsOfDirectory(atPath: store.directory)
+        #expect(entries.sorted() == ["state.json"])
+
+        var changed = state
+        changed.direction = .rollback
+        try store.save(changed, redactor: .none)
+        #expect(try store.load().direction == .rollback)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: store.directory).sorted() == ["state.json"])
+    }
+
+    @Test("the JSON names schema, tool version, statuses with timestamps, gates and files")
+    func format() throws {
+        let text = String(decoding: try StateStore.encode(Self.sampleState()), as: UTF8.self)
+        for fragment in [
+            #""schemaVersion" : 1"#, #""toolVersion" : "0.1.0""#, #""state" : "failed""#, #""reason" : "pg_trgm missing on node2""#,
+            #""finishedAt" : "2027-01-15T08:00"#, #""verdict" : "PASS""#, #""observed" : "3 running""#,
+            #""backupPath" : "/srv/app/.pgha/backups/config/2-app.env""#, #""modeAfter" : "0600""#, #""phase" : "written""#,
+        ] {
+            #expect(text.contains(fragment), "missing \(fragment)")
+        }
+    }
+
+    @Test("a file cut short at any point gives a clear error naming the byte offset", arguments: [0, 1, 17, 100, 400, -2])
+    func truncated(at cut: Int) throws {
+        let data = try StateStore.encode(Self.sampleState())
+        let length = cut < 0 ? data.count + cut : cut
+        let prefix = data.prefix(length)
+        do {
+            _ = try StateStore.decode(Data(prefix), path: "state.json")
+            Issue.record("a truncated file decoded")
+        } catch {
+            #expect(error.code == .stateCorrupt)
+            if length == 0 {
+                #expect(error.message.contains("is empty (0 bytes)"))
+            } else {
+                #expect(error.message.contains("byte \(length)"), "\(error.message)")
+                #expect(error.message.contains("cut short"))
+            }
+        }
+    }
+
+    @Test("corrupt bytes are located by line and column")
+    func corrupt() throws {
+        let text = "{\n  \"schemaVersion\": 1,\n  \"toolVersion\": \"0.1.0\" oops\n}"
+        #expect(throws: MigrationError.self) { try StateStore.decode(Data(text.utf8), path: "s.json") }
+        do {
+            _ = try StateStore.decode(Data(text.utf8), path: "s.json")
+        } catch {
+            #expect(error.message.contains("line 3, column 26"), "\(error.message)")
+        }
+        let zeros = Data(repeating: 0, count: 64)
+        do {
+            _ = try StateStore.decode(zeros, path: "s.json")
+            Issue.record("zeros decoded")
+        } catch {
+            #expect(error.message.contains("NUL byte"))
+        }
+    }
+
+    @Test("valid JSON that is not a state names what is wrong")
+    func wrongShape() throws {
+        for (text, expected) in [
+            (#"[1, 2]"#, "not a pgha state file"),
+            (#"{"hello": 1}"#, "no schemaVersion"),
+            (#"{"schemaVersion": 1, "toolVersion": "0.1.0"}"#, "missing key"),
+        ] {
+            do {
+                _ = try StateStore.decode(Data(text.utf8), path: "s.json")
+                Issue.record("\(text) decoded")
+            } catch {
+                #expect(error.code == .stateCorrupt)
+                #expect(error.message.contains(expected), "\(error.message)")
+            }
+        }
+        var bad = String(decoding: try StateStore.encode(Self.sampleState()), as: UTF8.self)
+        bad = bad.replacingOccurrences(of: #""state" : "failed""#, with: #""state" : "exploded""#)
+        do {
+            _ = try StateStore.decode(Data(bad.utf8), path: "s.json")
+            Issue.record("an unknown status decoded")
+        } catch {
+            #expect(error.message.contains("stages[1].status"), "\(error.message)")
+            #expect(error.message.contains("exploded"))
+        }
+    }
+
+    @Test("a state from a newer pgha is refused, naming its version and schema")
+    func newerSchema() throws {
+        var state = Self.sampleState()
+        state.schemaVersion = 7
+        state.toolVersion = "3.1.4"
+        do {
+            _ = try StateStore.decode(try StateStore.encode(state), path: "s.json")
+            Issue.record("a newer schema decoded")
+        } catch {
+            #expect(error.code == .stateTooNew)
+            #expect(error.message.contains("written by pgha 3.1.4 with schema 7"))
+            #expect(error.message.contains("reads schema 1 or older"))
+            #expect(error.exitCode == .stateUnreadable)
+        }
+    }
+
+    @Test("a missing state file is stateNotFound")
+    func missing() throws {
+        let dir = try TempDirectory("store")
+        defer { dir.cleanup() }
+        #expect(throws: MigrationError.self) { try StateStore(directory: dir.path).load() }
+        #expect(try StateStore(directory: dir.path).loadIfPresent() == nil)
+    }
+
+    @Test("a held lock refuses a second runner and names the holder; release frees it")
+    func lockHeld() throws {
+        let dir = try TempDirectory("lock")
+        defer { dir.cleanup() }
+        let store = StateStore(directory: dir.path)
+        let first = try store.lock(command: "run", toolVersion: "0.1.0", clock: FakeClock())
+        #expect(first.isHeld)
+        #expect(StateLock.currentHolder(path: store.lockFile)?.pid == getpid())
+        do {
+            _ = try store.lock(command: "resume", toolVersion: "0.1.0", clock: FakeClock())
+            Issue.record("a second lock was granted")
+        } catch {
+            #expect(error.code == .locked)
+            #expect(error.message.contains("pgha run (pid \(getpid()) on "))
+            #expect(error.exitCode == .locked)
+        }
+        first.release()
+        #expect(!FileIO.exists(store.lockFile))
+        #expect(StateLock.currentHolder(path: store.lockFile) == nil)
+        let second = try store.lock(command: "resume", toolVersion: "0.1.0", clock: FakeClock())
+        #expect(second.replacedHolder == nil)
+        second.release()
+    }
+
+    @Test("a lock file left by a dead runner is taken over and reported")
+    func staleLock() throws {
+        let dir = try TempDirectory("lock")
+        defer { dir.cleanup() }
+        let store = StateStore(directory: dir.path)
+        let dead = LockHolder(pid: 2_147_483_000, hostname: StateLock.hostName(), startedAt: Date(timeIntervalSince1970: 1_700_000_000), command: "run", toolVersion: "0.0.9")
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        try FileIO.writeAtomically(try encoder.encode(dead), to: store.lockFile, mode: 0o600)
+        #expect(dead.isAliveOnThisHost == false)
+        #expect(StateLock.currentHolder(path: store.lockFile) == nil, "a file nobody flocks is not held")
+
+        let lock = try store.lock(command: "resume", toolVersion: "0.1.0", clock: FakeClock())
+        defer { lock.release() }
+        #expect(lock.replacedHolder == dead)
+        #expect(lock.holder.pid == getpid())
+        #expect(lock.holder.isAliveOnThisHost == true)
+    }
+
+    @Test("the journal persists every change before returning, in order")
+    func journal() throws {
+        let dir = try TempDirectory("journal")
+        defer { dir.cleanup() }
+        let store = StateStore(directory: dir.path)
+        let journal = StateJournal(state: Self.sampleState(), store: store, redactor: .none, clock: FakeClock())
+        let id = try journal.beginStep(.extensions, name: "create-extension:hstore", detail: "CREATE EXTENSION hstore", undo: ["existed": "false"])
+        var saved = try store.load()
+        #expect(saved.steps.last?.phase == .intent)
+        #expect(saved.steps.last?.undo == ["existed": "false"])
+        #expect(journal.pendingSteps(of: .extensions).map(\.id).contains(id))
+        try journal.completeStep(id, undo: ["version": "1.8"])
+        saved = try store.load()
+        #expect(saved.steps.last?.phase == .done)
+        #expect(saved.steps.last?.undo == ["existed": "false", "version": "1.8"])
+        #expect(saved.steps.last?.doneAt != nil)
+        try journal.markStepUndone(id)
+        #expect(try store.load().steps.last?.phase == .undone)
+        #expect(throws: MigrationError.self) { try journal.completeStep(9999) }
+    }
+
+    @Test("a journal whose persistence fails throws and the caller stops")
+    func journalPersistFailure() throws {
+        let journal = StateJournal(state: Self.sampleState(), clock: FakeClock()) { (_: MigrationState) throws(MigrationError) in
+            throw MigrationError(.io, "disk full")
+        }
+        #expect(throws: MigrationError.self) { _ = try journal.beginStep(.config, name: "x", detail: "x") }
+    }
+
+    @Test("secrets are masked in everything written to the state file")
+    func redaction() throws {
+        let secret = "Sup3r-Secret-Passw0rd"
+        var state = Self.sampleState()
+        state.apply([EngineStageRecord(stage: .extensions, status: .failed(reason: "FATAL: password authentication failed (password=\(secret))"), attempts: 1,
+                                       gate: [.fail("dsn", observed: "postgresql://u:\(secret)@h/db", expected: "ok", advice: "retry \(secret)")])], now: Date())
+        state.steps[0].detail = "ran with \(secret)"
+        let bytes = try StateStore.encode(state.redacted(by: SecretRedactor(secrets: [secret])))
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(!text.contains(secret))
+        #expect(text.contains("<redacted>"))
+    }
+
+    @Test("JSON syntax check finds the first error")
+    func syntaxCheck() {
+        #expect(JSONSyntaxCheck.firstError(in: Array(#"{"a": [1, 2.5e3, true, null, "x\u00e9"]}"#.utf8)) == nil)
+        #expect(JSONSyntaxCheck.firstError(in: Array(#"{"a": 01}"#.utf8))?.offset == 7)
+        #expect(JSONSyntaxCheck.firstError(in: Array(#"{"a": tru}"#.utf8))?.problem == "expected 'true'")
+        #expect(JSONSyntaxCheck.firstError(in: Array(#"{"a": 1} x"#.utf8))?.problem == "unexpected data after the end of the document")
+        #expect(JSONSyntaxCheck.firstError(in: Array(#"{"a": "x"#.utf8))?.problem.contains("unexpected end of data") == true)
+    }
+
+    @Test("SHA-256 through libcrypto matches known vectors")
+    func sha256() throws {
+        #expect(try SHA256.hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(try SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+}
