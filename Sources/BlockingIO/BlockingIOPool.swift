@@ -1,5 +1,5 @@
 import Dispatch
-public import Foundation
+import Foundation
 import Synchronization
 
 /// A small pool of dedicated OS threads for C calls that may block (libpq, libcurl).

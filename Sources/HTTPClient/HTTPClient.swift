@@ -50,17 +50,24 @@ public final class HTTPClient: Sendable {
     ///
     /// Cancellation of the calling task resumes it immediately with ``HTTPError/Code/cancelled``;
     /// the transfer itself stops at libcurl's next progress callback.
-    public func send(_ request: HTTPRequest, timeout: Duration? = nil) async throws(HTTPError) -> HTTPResponse {
+    ///
+    /// `whenTransferEnds` runs when the transfer is really over, which after a cancellation can be
+    /// later than this call's return (curl notices at its next progress callback, within ~1 s).
+    public func send(
+        _ request: HTTPRequest, timeout: Duration? = nil, whenTransferEnds: (@Sendable () -> Void)? = nil
+    ) async throws(HTTPError) -> HTTPResponse {
         let pending = PendingTransfer()
         let cancelled = HTTPError(code: .cancelled, url: request.url, message: "the request was cancelled")
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Result<HTTPResponse, HTTPError>, Never>) in
                 guard pending.install(continuation) else {
                     continuation.resume(returning: .failure(cancelled))
+                    whenTransferEnds?()
                     return
                 }
                 pool.submit { [self] in
                     pending.finish(perform(request, timeout: timeout, cancellation: pending.flag))
+                    whenTransferEnds?()
                 }
             }
         } onCancel: {

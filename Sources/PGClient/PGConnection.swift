@@ -36,6 +36,8 @@ public enum PGTransactionStatus: Sendable, Hashable {
 /// deadline. The synchronous methods run on the caller's thread (the fast path: no thread hop, no
 /// allocation beyond the result). The `async` methods run the same code on
 /// `BlockingIOPool.shared`, and cancelling the calling task cancels the query on the server.
+/// Swift picks the `async` overload inside async code; to take the synchronous fast path from
+/// there, call it from a synchronous function or closure (on a thread that may block).
 ///
 /// **Timeouts and cancellation.** When a query's `timeout` passes or its task is cancelled, the
 /// query is cancelled on the server (PQcancel) and its end is read, both within
@@ -234,8 +236,10 @@ public final class PGConnection: Sendable {
     ///
     /// Without parameters `sql` may hold several statements; the last result is returned, the first
     /// error thrown (`statementMayHaveRun` then describes the failing statement: earlier ones in
-    /// the same string may have committed). `sql` must not contain a NUL character. With `timeout`, the query is cancelled on the server when it passes and
-    /// `.timeout` is thrown (see the type's documentation). `COPY` is not supported.
+    /// the same string may have committed). `sql` must not contain a NUL character.
+    ///
+    /// With `timeout`, the query is cancelled on the server when it passes and `.timeout` is thrown
+    /// (see the type's documentation). `COPY` is not supported.
     public func query(_ sql: String, _ params: [PGValue] = [], timeout: Duration? = nil) throws(PGError) -> PGResult {
         try execute(sql, params, timeout: timeout, token: 0)
     }
@@ -330,23 +334,32 @@ public final class PGConnection: Sendable {
     private func execute(_ sql: String, _ params: [PGValue], timeout: Duration?, token: UInt64) throws(PGError)
         -> PGResult
     {
-        let outcome: Outcome = handle.withLock { connection in
-            guard let conn = connection.conn else { return .failure(closedError(connection.reason), close: false) }
+        let (outcome, closed): (Outcome, Bool) = handle.withLock { connection in
+            guard let conn = connection.conn else {
+                return (.failure(closedError(connection.reason), close: false), false)
+            }
             if token != 0 && cancelTarget.load(ordering: .acquiring) == token {
-                return .failure(notSentBecauseCancelled(), close: false)
+                return (.failure(notSentBecauseCancelled(), close: false), false)
             }
             let deadline = timeout.map { Deadline.after($0) } ?? .none
             let outcome = run(conn, sql, params, deadline: deadline, token: token)
+            // Close a connection that is unusable now, also after a success (e.g. a FATAL that
+            // arrived with the last result), so that `isHealthy` tells the truth at once.
+            var reason: String?
             if case .failure(let error, let close) = outcome, close || error.isConnectionLevel {
-                connection.close(.broken(error.message))
+                reason = error.message
+            } else if PQstatus(conn) != CONNECTION_OK {
+                reason = Redaction.scrub(PGConnection.lastErrorMessage(conn), secrets: config.secrets)
             }
-            return outcome
+            guard let reason else { return (outcome, false) }
+            connection.close(.broken(reason))
+            return (outcome, true)
         }
+        if closed { healthy.store(false, ordering: .relaxed) }
         switch outcome {
         case .success(let result):
             return result
         case .failure(let error, _):
-            if error.isConnectionLevel { healthy.store(false, ordering: .relaxed) }
             throw error
         }
     }
@@ -648,8 +661,10 @@ public final class PGConnection: Sendable {
             code: code,
             message: Redaction.scrub(raw, secrets: secrets, sqlMentionsPassword: mentions),
             sqlState: sqlState,
-            detail: Redaction.scrub(PGConnection.field(result, "D"), secrets: secrets, sqlMentionsPassword: mentions),
-            hint: Redaction.scrub(PGConnection.field(result, "H"), secrets: secrets, sqlMentionsPassword: mentions),
+            detail: Redaction.scrubOptional(
+                PGConnection.field(result, "D"), secrets: secrets, sqlMentionsPassword: mentions),
+            hint: Redaction.scrubOptional(
+                PGConnection.field(result, "H"), secrets: secrets, sqlMentionsPassword: mentions),
             host: serverHost, port: serverPort,
             statementMayHaveRun: mayHaveRun,
             isConnectionLevel: !connectionAlive || PGError.isConnectionLevelSQLState(sqlState))
@@ -721,7 +736,8 @@ public final class PGConnection: Sendable {
                             let start = bytes.baseAddress! + offset
                             var written = 0
                             let copied: Void? = text.utf8.withContiguousStorageIfAvailable { utf8 in
-                                UnsafeMutableRawPointer(start).copyMemory(from: utf8.baseAddress!, byteCount: utf8.count)
+                                UnsafeMutableRawPointer(start).copyMemory(
+                                    from: utf8.baseAddress!, byteCount: utf8.count)
                                 written = utf8.count
                             }
                             if copied == nil {

@@ -1,11 +1,5 @@
 import CLibPQ
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// libpq's `sslmode`.
 public enum PGSSLMode: String, Sendable, Codable, CaseIterable {
     case disable, allow, prefer, require

@@ -32,7 +32,7 @@ enum Redaction {
     }
 
     /// Optional variant for DETAIL / HINT fields.
-    static func scrub(_ text: String?, secrets: [String] = [], sqlMentionsPassword: Bool = false) -> String? {
+    static func scrubOptional(_ text: String?, secrets: [String] = [], sqlMentionsPassword: Bool = false) -> String? {
         text.map { scrub($0, secrets: secrets, sqlMentionsPassword: sqlMentionsPassword) }
     }
 

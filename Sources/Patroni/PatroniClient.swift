@@ -13,6 +13,8 @@ public final class PatroniClient: Sendable {
     let http: HTTPClient
     /// Index of the endpoint that answered last, tried first by the synchronous reads.
     private let preferred = Atomic<Int>(0)
+    /// Transfers abandoned while still running, per endpoint and path (see `fetch`).
+    private let abandoned = AbandonedTransfers()
 
     public init(configuration: PatroniClientConfiguration) {
         self.configuration = configuration
@@ -177,12 +179,26 @@ public final class PatroniClient: Sendable {
         HTTPRequest(url: endpoint.url(path), headers: ["Accept": "application/json"])
     }
 
-    /// One GET on one endpoint, decoded; any non-2xx is ``PatroniError/Code/httpStatus``.
+    /// GET with a guard against piling up: a request abandoned after another endpoint answered
+    /// first (or after a cancellation) may keep its thread until curl notices, ~1 s for a hung
+    /// member. While such an abandoned transfer to an endpoint is still running, that endpoint is
+    /// skipped rather than sent another request, so a hung member never accumulates threads; the
+    /// other endpoints answer.
     func fetch<T>(_ path: String, at endpoint: PatroniEndpoint, decode: Decode<T>) async -> Result<T, PatroniError> {
+        let key = "\(endpoint.authority)\(path)"
+        guard !abandoned.isAbandoned(key) else {
+            return .failure(PatroniError(
+                code: .transport, endpoint: endpoint, path: path,
+                message: "an earlier request to this host is still hanging (skipped)"))
+        }
+        let transfer = abandoned.begin(key)
         let response: HTTPResponse
         do {
-            response = try await http.send(Self.getRequest(path, at: endpoint))
+            response = try await http.send(Self.getRequest(path, at: endpoint)) { [abandoned] in
+                abandoned.ended(transfer)
+            }
         } catch {
+            if error.code == .cancelled { abandoned.abandon(transfer) }
             return .failure(PatroniError(error, endpoint: endpoint, path: path))
         }
         return Self.decodeResponse(response, path: path, endpoint: endpoint, decode: decode)
@@ -340,5 +356,45 @@ public final class PatroniClient: Sendable {
 
     static func iso8601(_ date: Date) -> String {
         date.formatted(.iso8601)
+    }
+}
+
+/// Counts transfers that were abandoned by their caller but are still running, per key.
+final class AbandonedTransfers: Sendable {
+    final class Transfer: Sendable {
+        let key: String
+        /// (ended, abandoned)
+        let state = Mutex((false, false))
+        init(key: String) { self.key = key }
+    }
+
+    private let running = Mutex<[String: Int]>([:])
+
+    func begin(_ key: String) -> Transfer { Transfer(key: key) }
+
+    func isAbandoned(_ key: String) -> Bool { running.withLock { ($0[key] ?? 0) > 0 } }
+
+    /// The caller gave up on `transfer`; counts it until it ends.
+    func abandon(_ transfer: Transfer) {
+        let count = transfer.state.withLock { state -> Bool in
+            guard !state.0, !state.1 else { return false }
+            state.1 = true
+            return true
+        }
+        if count { running.withLock { $0[transfer.key, default: 0] += 1 } }
+    }
+
+    /// The transfer is over (answered, failed or timed out).
+    func ended(_ transfer: Transfer) {
+        let wasCounted = transfer.state.withLock { state -> Bool in
+            state.0 = true
+            return state.1
+        }
+        if wasCounted {
+            running.withLock { r in
+                r[transfer.key, default: 1] -= 1
+                if r[transfer.key] == 0 { r[transfer.key] = nil }
+            }
+        }
     }
 }

@@ -9,9 +9,17 @@ struct ObservedMember: Sendable, Equatable {
     var lagBytes: Int64?
 }
 
+/// What the members' REST APIs said.
+struct ObservedCluster: Sendable, Equatable {
+    /// The cluster view (from the leader's own API when it answered, else from any member's).
+    var members: [ObservedMember]
+    /// Names of the members whose REST API answered `GET /cluster`.
+    var answering: Set<String>
+}
+
 /// Asks the running cluster who is who. The real one (`PatroniClusterObserver`) uses the Patroni
 /// module's client; tests can inject a fake.
 protocol ClusterObserver: Sendable {
-    /// The members of the cluster view, or nil when no member's REST API answered.
-    func members() async -> [ObservedMember]?
+    /// The cluster view, or nil when no member's REST API answered.
+    func observe() async -> ObservedCluster?
 }

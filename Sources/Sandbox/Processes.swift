@@ -20,7 +20,7 @@ struct ProcessOutput: Sendable {
 }
 
 /// A process found by scanning /proc.
-struct ProcessInfo: Sendable, Equatable {
+struct ScannedProcess: Sendable, Equatable {
     var pid: pid_t
     var commandLine: [String]
     var workingDirectory: String?
@@ -105,13 +105,13 @@ enum Processes {
             let pid = process.processIdentifier
             if let inputPipe, let input {
                 let writer = inputPipe.fileHandleForWriting
-                writer.write(Data(input.utf8))
+                try? writer.write(contentsOf: Data(input.utf8))  // fails only if the child exited early
                 try? writer.close()
             }
-            Task {
+            timedOut.arm(Task {
                 try? await Task.sleep(for: timeout)
                 if timedOut.fire(), isAlive(pid) { kill(pid, SIGTERM) }
-            }
+            })
         }
         timedOut.disarm()
         return ProcessOutput(
@@ -188,22 +188,26 @@ enum Processes {
     @discardableResult
     static func signal(_ pid: pid_t, _ signal: Int32) -> Bool { kill(pid, signal) == 0 }
 
-    /// Every live process whose command line mentions `directory` or whose working directory lies
-    /// inside it (PostgreSQL's backends and auxiliary processes rename themselves but keep their
-    /// working directory in the data directory).
-    static func processes(using directory: String) -> [ProcessInfo] {
+    /// Every live process of `owner` whose command line mentions `directory` or whose working
+    /// directory lies inside it (PostgreSQL's backends and auxiliary processes rename themselves but
+    /// keep their working directory in the data directory). Only `owner`'s processes: a root shell
+    /// that happens to sit in the logs directory is none of the sandbox's business.
+    static func processes(using directory: String, owner: OSUser) -> [ScannedProcess] {
         let prefix = directory.hasSuffix("/") ? directory : directory + "/"
         let own = getpid()
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-        var found: [ProcessInfo] = []
+        var found: [ScannedProcess] = []
         for entry in entries {
-            guard let pid = pid_t(entry), pid != own, isAlive(pid) else { continue }
+            guard let pid = pid_t(entry), pid != own, isAlive(pid),
+                  let attributes = try? FileManager.default.attributesOfItem(atPath: "/proc/\(pid)"),
+                  (attributes[.ownerAccountID] as? NSNumber)?.uint32Value == owner.uid
+            else { continue }
             let commandLine = commandLine(pid)
             let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")
             let mentions = commandLine.contains { $0 == directory || $0.hasPrefix(prefix) || $0.contains("=" + prefix) }
             let inside = cwd.map { $0 == directory || $0.hasPrefix(prefix) } ?? false
             if mentions || inside {
-                found.append(ProcessInfo(pid: pid, commandLine: commandLine, workingDirectory: cwd))
+                found.append(ScannedProcess(pid: pid, commandLine: commandLine, workingDirectory: cwd))
             }
         }
         return found.sorted { $0.pid < $1.pid }
@@ -261,7 +265,17 @@ enum Processes {
 /// Whether a helper command's timeout fired before it finished: the timer and the waiter race,
 /// and exactly one of them wins.
 private final class TimeoutFlag: Sendable {
-    private let state = Mutex<(done: Bool, fired: Bool)>((false, false))
+    private let state = Mutex<(done: Bool, fired: Bool, timer: Task<Void, Never>?)>((false, false, nil))
+
+    /// Keeps the timer so that `disarm` can cancel it (no sleeping task outlives the command).
+    func arm(_ timer: Task<Void, Never>) {
+        let cancelNow = state.withLock { value in
+            if value.done { return true }
+            value.timer = timer
+            return false
+        }
+        if cancelNow { timer.cancel() }
+    }
 
     /// Called by the timer: true if the command is still running (the timer wins).
     func fire() -> Bool {
@@ -272,8 +286,15 @@ private final class TimeoutFlag: Sendable {
         }
     }
 
-    /// Called when the command finished.
-    func disarm() { state.withLock { $0.done = true } }
+    /// Called when the command finished: cancels the timer.
+    func disarm() {
+        let timer = state.withLock { value in
+            value.done = true
+            defer { value.timer = nil }
+            return value.timer
+        }
+        timer?.cancel()
+    }
 
     var hasFired: Bool { state.withLock { $0.fired } }
 }

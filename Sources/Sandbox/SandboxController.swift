@@ -98,8 +98,8 @@ public struct SandboxController: Sendable {
     /// Refuses to start when servers run from this base dir with a different `sandbox.json`.
     func checkNotRunningWithOtherSettings() throws {
         guard let existing = try? SandboxConfiguration.load(baseDir: configuration.baseDir),
-              existing != configuration,
-              !Processes.processes(using: configuration.baseDir).isEmpty
+              existing != configuration, let postgres = postgresUser,
+              !Processes.processes(using: configuration.baseDir, owner: postgres).isEmpty
         else { return }
         throw SandboxError(
             .invalidConfiguration,
@@ -215,6 +215,8 @@ public struct SandboxController: Sendable {
 
         var applicationReady = false
         var lastMembers: [ObservedMember] = []
+        var lastAnswering: Set<String> = []
+        var lastApplicationError: String?
         let clock = ContinuousClock()
         while true {
             for member in configuration.cluster.members {
@@ -224,41 +226,51 @@ public struct SandboxController: Sendable {
                         advice: "read \(logFile(member.name))\(Self.logTail(logFile(member.name)))")
                 }
             }
-            if let members = await observer.members() {
+            if let observed = await observer.observe() {
+                let members = observed.members
                 lastMembers = members
+                lastAnswering = observed.answering
                 let leaders = members.filter { $0.role == "leader" }
                 if !applicationReady, leaders.count == 1,
                    let leader = configuration.cluster.members.first(where: { $0.name == leaders[0].name }) {
-                    applicationReady = await createApplicationObjects(on: leader, passwords: passwords)
+                    lastApplicationError = await createApplicationObjects(on: leader, passwords: passwords)
+                    applicationReady = lastApplicationError == nil
                     if applicationReady { progress("leader \(leader.name): role \(configuration.users.application) and databases ready") }
                 }
                 let streaming = members.filter { $0.role != "leader" && $0.state == "streaming" }.count
-                if applicationReady, leaders.count == 1, streaming == configuration.cluster.members.count - 1 {
+                if applicationReady, leaders.count == 1, streaming == configuration.cluster.members.count - 1,
+                   observed.answering.count == configuration.cluster.members.count {
                     return started
                 }
             }
             if clock.now >= deadline {
-                throw clusterTimeoutError(lastMembers, applicationReady: applicationReady)
+                throw clusterTimeoutError(
+                    lastMembers, answering: lastAnswering, applicationReady: applicationReady,
+                    applicationError: lastApplicationError)
             }
             try await Task.sleep(for: .milliseconds(250))
         }
     }
 
-    /// Creates the application role and both databases on the leader; false if the leader is not
-    /// writable yet (it may still be leaving recovery).
-    func createApplicationObjects(on leader: SandboxConfiguration.Member, passwords: Passwords) async -> Bool {
+    /// Creates the application role and both databases on the leader. Returns nil on success, else
+    /// why not (the leader may still be leaving recovery for a moment; the caller retries).
+    func createApplicationObjects(on leader: SandboxConfiguration.Member, passwords: Passwords) async -> String? {
         do {
             try await psqlScript(
                 socketDir: leader.socketDir, port: leader.pgPort, database: "postgres",
                 SandboxRendering.applicationRoleAndDatabasesSQL(configuration, passwords, superuserPassword: nil),
                 what: "leader \(leader.name): application role and databases")
-            return true
+            return nil
+        } catch let error as SandboxError {
+            return error.message
         } catch {
-            return false
+            return "\(error)"
         }
     }
 
-    func clusterTimeoutError(_ members: [ObservedMember], applicationReady: Bool) -> SandboxError {
+    func clusterTimeoutError(
+        _ members: [ObservedMember], answering: Set<String>, applicationReady: Bool, applicationError: String? = nil
+    ) -> SandboxError {
         var missing: [String] = []
         var logs: [String] = []
         let leaders = members.filter { $0.role == "leader" }
@@ -266,8 +278,14 @@ public struct SandboxController: Sendable {
             missing.append("no leader was elected")
             logs = configuration.cluster.members.map { logFile($0.name) }
         } else if !applicationReady {
-            missing.append("role \(configuration.users.application) could not be created on leader \(leaders[0].name)")
+            missing.append(
+                "role \(configuration.users.application) could not be created on leader \(leaders[0].name)"
+                    + (applicationError.map { " (\($0))" } ?? ""))
             logs.append(logFile(leaders[0].name))
+        }
+        for member in configuration.cluster.members where !answering.contains(member.name) {
+            missing.append("the REST API of \(member.name) (\(member.apiURL)) does not answer")
+            logs.append(logFile(member.name))
         }
         for member in configuration.cluster.members where !leaders.contains(where: { $0.name == member.name }) {
             if let seen = members.first(where: { $0.name == member.name }) {
@@ -363,14 +381,18 @@ public struct SandboxController: Sendable {
         killed += await stopPostmaster(dataDir: configuration.single.dataDir, timeout: timeout)
 
         // Whatever still uses the base directory: SIGKILL, then prove that nothing is left.
-        var leftovers = Processes.processes(using: configuration.baseDir)
+        func scan() -> [ScannedProcess] {
+            guard let postgres = postgresUser else { return [] }
+            return Processes.processes(using: configuration.baseDir, owner: postgres)
+        }
+        var leftovers = scan()
         if !leftovers.isEmpty {
             for process in leftovers {
                 Processes.signal(process.pid, SIGKILL)
                 killed.append(process.pid)
             }
             for process in leftovers { _ = await Processes.waitForExit(process.pid, timeout: .seconds(5)) }
-            leftovers = Processes.processes(using: configuration.baseDir)
+            leftovers = scan()
         }
         guard leftovers.isEmpty else {
             let list = leftovers.map { "\($0.pid) \($0.commandLine.joined(separator: " "))" }.joined(separator: "; ")
@@ -404,14 +426,16 @@ public struct SandboxController: Sendable {
     public func status() async -> SandboxStatus {
         async let singleInfo = singleNodeInfo()
         async let etcdUp = etcdHealthy()
-        async let observed = observer.members()
-        let (single, etcdHealthy, cluster) = await (singleInfo, etcdUp, observed)
+        async let observed = observer.observe()
+        let (single, etcdHealthy, view) = await (singleInfo, etcdUp, observed)
+        let cluster = view?.members
         let members = configuration.cluster.members.map { member -> SandboxStatus.MemberStatus in
             let running = pidFile(member.name).read().map { Processes.isAlive($0) && Processes.commandLine($0).contains(where: { $0.contains(member.configFile) }) } ?? false
             let seen = cluster?.first { $0.name == member.name }
             return SandboxStatus.MemberStatus(
                 name: member.name, address: "\(member.host):\(member.pgPort)", apiURL: member.apiURL,
-                processRunning: running, inCluster: seen != nil, role: seen?.role, state: seen?.state,
+                processRunning: running, apiAnswering: view?.answering.contains(member.name) ?? false,
+                inCluster: seen != nil, role: seen?.role, state: seen?.state,
                 lagBytes: seen?.lagBytes, timeline: seen?.timeline)
         }
         return SandboxStatus(

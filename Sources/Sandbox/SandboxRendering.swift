@@ -255,6 +255,8 @@ enum SandboxRendering {
             "  bin_dir: \(q(configuration.postgresBinDir))",
             "  pgpass: \(q((member.dir as NSString).appendingPathComponent("pgpass")))",
             "  use_unix_socket: true",
+            "  basebackup:",
+            "    - checkpoint: 'fast'",
             "  authentication:",
             "    superuser:",
             "      username: \(q(users.superuser))",

@@ -7,7 +7,8 @@
 public struct SandboxStatus: Codable, Sendable, Equatable {
     /// The sandbox's base directory.
     public var baseDir: String
-    /// Single node up, etcd healthy, one leader and every other member streaming.
+    /// Single node up, etcd healthy, every member's Patroni running, one leader and every other
+    /// member streaming.
     public var healthy: Bool
     /// Name of the Patroni leader, if there is one.
     public var leader: String?
@@ -63,6 +64,8 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
         public var apiURL: String
         /// Whether the Patroni process (from its PID file) is alive.
         public var processRunning: Bool
+        /// Whether the member's REST API answered `GET /cluster`.
+        public var apiAnswering: Bool
         /// Whether the member appears in the cluster view.
         public var inCluster: Bool
         /// `leader`, `replica`, `sync_standby`… as Patroni reports it.
@@ -74,18 +77,19 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
         public var timeline: Int?
 
         enum CodingKeys: String, CodingKey {
-            case name, address, apiURL = "api_url", processRunning = "process_running"
+            case name, address, apiURL = "api_url", processRunning = "process_running", apiAnswering = "api_answering"
             case inCluster = "in_cluster", role, state, lagBytes = "lag_bytes", timeline
         }
 
         public init(
-            name: String, address: String, apiURL: String, processRunning: Bool, inCluster: Bool,
-            role: String? = nil, state: String? = nil, lagBytes: Int64? = nil, timeline: Int? = nil
+            name: String, address: String, apiURL: String, processRunning: Bool, apiAnswering: Bool,
+            inCluster: Bool, role: String? = nil, state: String? = nil, lagBytes: Int64? = nil, timeline: Int? = nil
         ) {
             self.name = name
             self.address = address
             self.apiURL = apiURL
             self.processRunning = processRunning
+            self.apiAnswering = apiAnswering
             self.inCluster = inCluster
             self.role = role
             self.state = state
@@ -127,12 +131,15 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
         } else if leaders.count > 1 {
             problems.append("the Patroni cluster has \(leaders.count) leaders: \(leaders.map(\.name).joined(separator: ", "))")
         }
-        for member in members where !member.isLeader && !member.isStreamingReplica {
+        for member in members {
             if !member.processRunning {
+                // The cluster view may still list it until its member key expires (ttl).
                 problems.append("\(member.name): Patroni is not running")
+            } else if !member.apiAnswering {
+                problems.append("\(member.name): its REST API (\(member.apiURL)) does not answer")
             } else if !member.inCluster {
                 problems.append("\(member.name): not in the cluster view")
-            } else {
+            } else if !member.isLeader && !member.isStreamingReplica {
                 problems.append("\(member.name): \(member.role ?? "no role"), state \(member.state ?? "unknown")")
             }
         }
@@ -170,7 +177,8 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
                 [
                     member.name, member.address,
                     member.role ?? (member.processRunning ? "?" : "-"),
-                    member.state ?? (member.processRunning ? "not in cluster" : "stopped"),
+                    member.state.map { member.processRunning ? $0 : "\($0) (Patroni down)" }
+                        ?? (member.processRunning ? "not in cluster" : "stopped"),
                     member.lagBytes.map(Self.formatLag) ?? (member.isLeader ? "" : "-"),
                     member.timeline.map(String.init) ?? "-",
                 ]

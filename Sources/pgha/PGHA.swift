@@ -24,6 +24,12 @@ struct PGHA: AsyncParsableCommand {
             HealthCommand.self,
             VerifyCommand.self,
             BenchCommand.self,
+            PlanCommand.self,
+            MigrateCommand.self,
+            RunCommand.self,
+            StatusCommand.self,
+            ResumeCommand.self,
+            RollbackCommand.self,
         ]
     }
 }

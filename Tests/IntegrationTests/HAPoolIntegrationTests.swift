@@ -60,25 +60,34 @@ struct HAPoolIntegrationTests {
         let replica = try #require(pool.topology?.replicas.first?.address)
         let admin = try fixture.superuserConnection(host: replica.host, port: replica.port)
         defer { admin.close() }
-        _ = try await admin.query("SELECT pg_wal_replay_pause()")
-
-        _ = try await pool.query("CREATE TABLE IF NOT EXISTS pgha_lag_test (id serial PRIMARY KEY, filler text)", idempotent: true)
-        _ = try await pool.query("INSERT INTO pgha_lag_test (filler) SELECT repeat('x', 1000) FROM generate_series(1, 2000)")
+        try await fixture.setMaintenanceMode(true)
         do {
-            try await waitUntil(.seconds(10)) { !pool.routingTable.readers.contains { $0.address == replica } }
+            _ = try await admin.query("SELECT pg_wal_replay_pause()")
+            _ = try await pool.query("CREATE TABLE IF NOT EXISTS pgha_lag_test (id serial PRIMARY KEY, filler text)", idempotent: true)
+            _ = try await pool.query("INSERT INTO pgha_lag_test (filler) SELECT repeat('x', 1000) FROM generate_series(1, 2000)")
+            try await waitUntil(.seconds(15)) { !pool.routingTable.readers.contains { $0.address == replica } }
+            #expect(!pool.routingTable.readers.contains { $0.address == replica }, "the paused replica is still in the read rotation")
+            // The other replica catches up and serves reads; the paused one stays out.
+            try await waitUntil(.seconds(15)) { pool.routingTable.readers.contains { $0.address != replica } }
+            try await Task.sleep(for: .seconds(2))
+            let readers = pool.routingTable.readers.compactMap(\.address)
+            #expect(readers.count == 1 && !readers.contains(replica), "expected only the other replica in rotation, got \(readers)")
+            let pausedLag = pool.topology?.members.first { $0.address == replica }?.lagBytes ?? 0
+            #expect(pausedLag > 64 * 1024, "the paused replica's replay lag (\(pausedLag) B) should exceed the threshold")
+            // readOnly traffic now avoids the paused replica
+            for _ in 0..<10 {
+                let host = try await pool.withConnection(readOnly: true) { $0.serverHost }
+                #expect(host != replica.host)
+            }
+            _ = try await admin.query("SELECT pg_wal_replay_resume()")
+            try await waitUntil(.seconds(15)) { pool.routingTable.readers.contains { $0.address == replica } }
+            #expect(pool.routingTable.readers.contains { $0.address == replica }, "the replica did not come back after resuming replay")
         } catch {
             _ = try? await admin.query("SELECT pg_wal_replay_resume()")
+            try? await fixture.setMaintenanceMode(false)
             throw error
         }
-        #expect(!pool.routingTable.readers.contains { $0.address == replica })
-        // readOnly traffic now avoids the paused replica
-        for _ in 0..<10 {
-            let host = try await pool.withConnection(readOnly: true) { $0.serverHost }
-            #expect(host != replica.host)
-        }
-        _ = try await admin.query("SELECT pg_wal_replay_resume()")
-        try await waitUntil(.seconds(10)) { pool.routingTable.readers.contains { $0.address == replica } }
-        #expect(pool.routingTable.readers.contains { $0.address == replica })
+        try await fixture.setMaintenanceMode(false)
         _ = try await pool.query("DROP TABLE pgha_lag_test", idempotent: true)
     }
 
@@ -134,6 +143,24 @@ struct HAPoolIntegrationTests {
         try await fixture.setSynchronousMode(false)
         try await fixture.restartSandbox()
         try await fixture.waitForHealthyCluster()
+    }
+
+    @Test(arguments: [ReadYourWrites.leaderFallback, .wait(.seconds(2))])
+    func readYourWritesNeverReturnsOlderData(policy: ReadYourWrites) async throws {
+        let fixture = try SandboxFixture.load()
+        let pool = try PatroniHAPool(config: fixture.poolConfig())
+        try await pool.start()
+        defer { Task { await pool.close() } }
+        let session = HASession(pool: pool, policy: policy)
+        _ = try await session.query("CREATE TABLE IF NOT EXISTS pgha_ryw_test (id int PRIMARY KEY, v int)", idempotent: true)
+        _ = try await session.query("INSERT INTO pgha_ryw_test VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET v = 0", idempotent: true)
+        for value in 1...30 {
+            _ = try await session.query("UPDATE pgha_ryw_test SET v = $1 WHERE id = 1", [.int(Int64(value))])
+            let seen = try await session.query("SELECT v FROM pgha_ryw_test WHERE id = 1", readOnly: true).int(0, 0)
+            #expect(seen == Int64(value), "a read after the session's write saw older data")
+        }
+        #expect(session.lastWriteLSN != nil)
+        _ = try await pool.query("DROP TABLE pgha_ryw_test", idempotent: true)
     }
 
     @Test func outcomeUnknownIsNeverRetried() async throws {
@@ -211,15 +238,30 @@ struct SandboxFixture: Sendable {
         Issue.record("the sandbox cluster did not become healthy (a leader and 2 streaming replicas) within \(timeout)")
     }
 
-    func setSynchronousMode(_ on: Bool) async throws {
-        // PATCH /config on any member (Patroni stores it in the DCS).
+    /// PATCH /config on any member (Patroni stores it in the DCS).
+    func patchConfig(_ json: String) async throws {
         let member = sandbox.cluster.members[0]
         var http = HTTPClientConfiguration()
         http.basicAuth = .init(user: sandbox.users.restAPI, password: try sandbox.password(\.restAPI))
-        let body = Array("{\"synchronous_mode\": \(on)}".utf8)
         let response = try await HTTPClient(configuration: http).send(
-            HTTPRequest(method: .patch, url: "http://\(member.host):\(member.restPort)/config", headers: ["Content-Type": "application/json"], body: body))
+            HTTPRequest(method: .patch, url: "http://\(member.host):\(member.restPort)/config", headers: ["Content-Type": "application/json"], body: Array(json.utf8)))
         try #require(response.status == 200, "PATCH /config answered \(response.status)")
+    }
+
+    /// Patroni's maintenance mode: while it is on, Patroni leaves a paused WAL replay alone
+    /// (otherwise it resumes it within ~0.1 s: "Resuming paused WAL replay for PostgreSQL 14+").
+    func setMaintenanceMode(_ on: Bool) async throws {
+        try await patchConfig("{\"pause\": \(on)}")
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if try await client.cluster().value.pause ?? false == on { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        Issue.record("pause=\(on) not applied within 30 s")
+    }
+
+    func setSynchronousMode(_ on: Bool) async throws {
+        try await patchConfig("{\"synchronous_mode\": \(on)}")
         // wait until Patroni applied it: a sync_standby appears (or disappears)
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {

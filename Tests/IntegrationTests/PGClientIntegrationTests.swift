@@ -458,7 +458,7 @@ struct PGClientConnectFailureTests {
 
     @Test("a server that accepts TCP but never answers hits our connect deadline")
     func silentServer() throws {
-        let listener = try SilentListener()
+        let listener = try PGSilentListener()
         defer { listener.close() }
         let config = PGConnectionConfig(
             host: "127.0.0.1", port: listener.port, database: "db", user: "u", sslMode: .disable,
@@ -474,7 +474,7 @@ struct PGClientConnectFailureTests {
 
     @Test("a server that never answers a query: timeout, unconfirmed cancel, connection closed")
     func hungServer() throws {
-        let server = try FakeServer(mode: .silent)
+        let server = try PGFakeServer(mode: .silent)
         defer { server.stop() }
         let connection = try PGConnection.connect(server.config(grace: .milliseconds(300)))
         #expect(connection.serverVersion == 150_000)
@@ -497,7 +497,7 @@ struct PGClientConnectFailureTests {
 
     @Test("task cancellation against a server that never answers closes the connection")
     func hungServerTaskCancellation() async throws {
-        let server = try FakeServer(mode: .silent)
+        let server = try PGFakeServer(mode: .silent)
         defer { server.stop() }
         let connection = try await PGConnection.connect(server.config(grace: .milliseconds(200)))
         let task = Task { try await connection.query("SELECT 1") }
@@ -517,7 +517,7 @@ struct PGClientConnectFailureTests {
 
     @Test("a server that drops the connection mid-statement: .connectionBroken, may have run")
     func droppedMidStatement() throws {
-        let server = try FakeServer(mode: .closeOnQuery)
+        let server = try PGFakeServer(mode: .closeOnQuery)
         defer { server.stop() }
         let connection = try PGConnection.connect(server.config(grace: .seconds(1)))
         let error = #expect(throws: PGError.self) { try connection.query("UPDATE t SET x = 1") }
@@ -536,7 +536,7 @@ struct PGClientConnectFailureTests {
     }
 }
 
-func closeFD(_ fd: Int32) -> Int32 {
+private func closeFD(_ fd: Int32) -> Int32 {
     #if canImport(Glibc)
     Glibc.close(fd)
     #else
@@ -546,7 +546,7 @@ func closeFD(_ fd: Int32) -> Int32 {
 
 /// A TCP listener on 127.0.0.1 that never accepts: the kernel completes the handshake, then the
 /// client waits forever for the server's first message.
-struct SilentListener {
+private struct PGSilentListener {
     let fd: Int32
     let port: Int
 
@@ -583,17 +583,17 @@ struct SilentListener {
 /// startup (trust authentication), then either never answers a query (`.silent`, also ignoring
 /// cancel requests without closing them, like an unresponsive host) or closes the connection
 /// when a query arrives (`.closeOnQuery`).
-final class FakeServer: Sendable {
+private final class PGFakeServer: Sendable {
     enum Mode: Sendable { case silent, closeOnQuery }
 
-    let listener: SilentListener
+    let listener: PGSilentListener
     let mode: Mode
     private let sockets = Mutex<[Int32]>([])
     private let queries = Atomic<Int>(0)
     private let stopped = Atomic<Bool>(false)
 
     init(mode: Mode) throws {
-        listener = try SilentListener()
+        listener = try PGSilentListener()
         self.mode = mode
         let thread = Thread { [self] in acceptLoop() }
         thread.start()

@@ -46,7 +46,10 @@ enum TestEnvironment {
 
     private static let pgResult: (config: PGConnectionConfig?, problem: String?) = {
         guard let host = variables["PGHA_TEST_PG_HOST"], !host.isEmpty else {
-            return (nil, "PGHA_TEST_PG_HOST is not set (PGHA_REQUIRE_SANDBOX=1 needs the sandbox's PGHA_TEST_PG_* variables)")
+            return (
+                nil,
+                "PGHA_TEST_PG_HOST is not set (PGHA_REQUIRE_SANDBOX=1 needs the sandbox's PGHA_TEST_PG_* variables)"
+            )
         }
         var port = 5432
         if let text = variables["PGHA_TEST_PG_PORT"] {

@@ -27,6 +27,7 @@ struct StateStoreTests {
         let state = Self.sampleState()
         try store.save(state, redactor: .none)
         #expect(try store.load() == state)
+        #expect(state.resolvedPlaybookPath == "/srv/app/playbooks/sandbox.yml")
         #expect(try FileIO.read(store.stateFile)?.mode == 0o600)
         let entries = try FileManager.default.contentsOfDirectory(atPath: store.directory)
         #expect(entries.sorted() == ["state.json"])

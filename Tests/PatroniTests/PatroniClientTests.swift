@@ -54,6 +54,26 @@ struct PatroniClientTests {
         #expect(answer.failures[endpoint(healthy)] == nil)
     }
 
+    @Test("a hung member is not sent a new request while an abandoned one still hangs")
+    func hungMemberDoesNotPileUpRequests() async throws {
+        let silent = try LoopbackServer(reply: .silence)
+        defer { silent.stop() }
+        let healthy = try fakePatroni(["/cluster": (200, try Fixture.text("v4/cluster.json"))])
+        defer { healthy.stop() }
+        let patroni = client([silent, healthy], timeout: .seconds(60))
+        let started = ContinuousClock.now
+        for _ in 0..<50 {
+            let answer = try await patroni.cluster()
+            #expect(answer.endpoint == endpoint(healthy))
+        }
+        let seconds = Int((ContinuousClock.now - started).components.seconds)
+        // 50 refreshes, but an abandoned request to the silent member keeps it skipped until curl
+        // ends that transfer (its next progress callback, within ~1 s): about one request per
+        // second of test time, not one per refresh.
+        #expect(silent.requests.count <= seconds + 2, "\(silent.requests.count) requests in \(seconds) s")
+        #expect(healthy.requests.count == 50)
+    }
+
     @Test("when every member fails, the error lists each one's reason")
     func allFail() async throws {
         let broken = try fakePatroni(["/cluster": (500, "boom")])

@@ -33,6 +33,11 @@ public struct MigrationRunner: Sendable {
         /// Tests only: called with the number (from 1) of each state write about to happen; true
         /// makes that write and every later one fail as if the process had been killed there.
         var simulatedCrash: (@Sendable (Int) -> Bool)?
+        /// Test hook (the CLI's `PGHA_TEST_CRASH_AT_WRITE` / `PGHA_TEST_CRASH_BEFORE_WRITE`, used by
+        /// the kill -9 integration tests): called with the number (from 1) of every state write,
+        /// just before it (`written == false`) and just after it reached the disk (`written == true`).
+        /// Leave it nil in production.
+        public var stateWriteHook: (@Sendable (_ write: Int, _ written: Bool) -> Void)?
 
         public init(
             playbook: LoadedPlaybook, store: StateStore, executors: [any MigrationStageExecutor],
@@ -275,17 +280,21 @@ public struct MigrationRunner: Sendable {
     private func makeJournal(_ state: MigrationState) -> StateJournal {
         let store = configuration.store
         let redactor = self.redactor
-        guard let crash = configuration.simulatedCrash else {
+        let crash = configuration.simulatedCrash
+        let hook = configuration.stateWriteHook
+        guard crash != nil || hook != nil else {
             return StateJournal(state: state, store: store, redactor: redactor, clock: configuration.clock)
         }
         let writes = WriteCounter()
         return StateJournal(state: state, clock: configuration.clock) { (state: MigrationState) throws(MigrationError) in
-            let crashed = writes.count.withLock { n in
+            let (number, crashed) = writes.count.withLock { n in
                 n += 1
-                return crash(n)
+                return (n, crash?(n) ?? false)
             }
             if crashed { throw MigrationError(.io, "simulated crash") }
+            hook?(number, false)
             try store.save(state, redactor: redactor)
+            hook?(number, true)
         }
     }
 
@@ -364,7 +373,7 @@ public struct MigrationRunner: Sendable {
     }
 }
 
-/// Counts state writes for `Configuration.simulatedCrash`.
+/// Counts state writes for `Configuration.simulatedCrash` and `stateWriteHook`.
 private final class WriteCounter: Sendable {
     let count = Mutex(0)
 }

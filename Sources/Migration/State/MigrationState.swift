@@ -200,6 +200,12 @@ public struct MigrationState: Codable, Sendable, Hashable {
         self.nextRecordID = 1
     }
 
+    /// The playbook's path for `pgha resume`/`rollback`/`status`, which are not given one: as
+    /// recorded, made absolute against `workingDirectory` when it was relative.
+    public var resolvedPlaybookPath: String {
+        playbook.path.hasPrefix("/") ? playbook.path : (workingDirectory as NSString).appendingPathComponent(playbook.path)
+    }
+
     /// The record of `stage` (every stage has one).
     public func stage(_ stage: MigrationStage) -> StageState {
         stages.first { $0.stage == stage } ?? StageState(stage: stage)

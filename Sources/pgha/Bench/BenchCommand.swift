@@ -67,7 +67,7 @@ struct BenchCommand: AsyncParsableCommand {
             print("\nSELECT 1 on one loopback connection, \(rounds) × \(seconds) s each, median queries/s:")
             for name in ["raw libpq PQexec", "PGClient sync", "pool querySync", "pool query async"] {
                 let value = median(results[name]!)
-                print(String(format: "  %-18@ %9.0f /s   %.3f× raw libpq", name as NSString, value, value / baseline))
+                print("  " + name.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: " %9.0f /s   %.3f× raw libpq", value, value / baseline))
             }
         }
     }
@@ -81,7 +81,14 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             let sb = try sandbox.load()
             var config = try sandbox.poolConfig(sb)
-            for (label, hosts) in [("3 live hosts", config.apiHosts), ("3 live + 1 dead host (127.0.0.1:1)", ["127.0.0.1:1"] + config.apiHosts)] {
+            let hung = try HungListener()
+            defer { hung.close() }
+            let cases = [
+                ("3 live hosts", config.apiHosts),
+                ("3 live + 1 dead host (refused)", ["127.0.0.1:1"] + config.apiHosts),
+                ("3 live + 1 hung host (accepts, never answers)", ["127.0.0.1:\(hung.port)"] + config.apiHosts),
+            ]
+            for (label, hosts) in cases {
                 config.apiHosts = hosts
                 let source = try PatroniTopologySource(config: config)
                 var samples: [Double] = []
@@ -193,4 +200,27 @@ final class RawLibPQ: @unchecked Sendable {
     }
 
     deinit { PQfinish(conn) }
+}
+
+/// A TCP listener that never accepts: connections complete in the kernel's backlog and requests
+/// are never answered (a member stuck in an election, a half-dead host).
+final class HungListener: Sendable {
+    let fd: Int32
+    let port: Int
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        guard bound == 0, listen(fd, 64) == 0 else { throw ValidationError("cannot listen on 127.0.0.1") }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        port = Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    func close() { _ = Glibc.close(fd) }
 }

@@ -1,0 +1,581 @@
+import Foundation
+
+/// The limits the prerequisites gate holds the observations to (from the playbook's
+/// `thresholds`, plus what the sync stage will need).
+public struct PrerequisiteLimits: Sendable, Hashable {
+    /// Members that must be running, leader included (`thresholds.min_members`).
+    public var minMembers: Int
+    /// Largest replication lag allowed on a replica (`thresholds.max_lag_bytes`).
+    public var maxLagBytes: Int64
+    /// Longest open transaction tolerated on the source (`thresholds.max_transaction_age`).
+    public var maxTransactionAgeSeconds: Double
+    /// Lowest PostgreSQL major version on every node (`thresholds.min_server_version`).
+    public var minServerVersion: Int
+    /// Replication slots and WAL senders the sync stage takes on the source: one per database.
+    public var slotsNeeded: Int
+    /// Free slots and WAL senders wanted beyond `slotsNeeded` (the initial copy's table-sync
+    /// workers use temporary slots); fewer gives a WARN.
+    public var slotsMargin: Int
+    /// A member whose `dcs_last_seen` is older than this is cut off from the DCS, when `/config`
+    /// gave no `ttl`.
+    public var defaultDCSStaleSeconds: Int
+    /// Where each login's password comes from, for advice: `source.application` →
+    /// `source.password (${PROJECT_DB_PASSWORD})`. Keys: `source.application`, `source.shared`,
+    /// `source.admin`, `target.application`, `target.admin`.
+    public var credentialHints: [String: String]
+
+    public init(
+        minMembers: Int = 3, maxLagBytes: Int64 = 1 << 20, maxTransactionAgeSeconds: Double = 300, minServerVersion: Int = 13,
+        slotsNeeded: Int = 2, slotsMargin: Int = 2, defaultDCSStaleSeconds: Int = 30, credentialHints: [String: String] = [:]
+    ) {
+        self.minMembers = minMembers
+        self.maxLagBytes = maxLagBytes
+        self.maxTransactionAgeSeconds = maxTransactionAgeSeconds
+        self.minServerVersion = minServerVersion
+        self.slotsNeeded = slotsNeeded
+        self.slotsMargin = slotsMargin
+        self.defaultDCSStaleSeconds = defaultDCSStaleSeconds
+        self.credentialHints = credentialHints
+    }
+
+    /// The playbook's thresholds; one slot per source database.
+    public init(playbook: Playbook) {
+        let t = playbook.thresholds
+        let s = playbook.source
+        var hints = ["source.application": "source.password (\(s.password))", "target.application": "target.password (\(playbook.target.password))"]
+        hints["source.shared"] = s.sharedPassword.map { "source.shared_password (\($0))" } ?? "source.password (\(s.password))"
+        hints["source.admin"] = s.adminPassword.map { "source.admin_password (\($0))" } ?? "the password file (PGPASSFILE or ~/.pgpass)"
+        hints["target.admin"] = playbook.target.adminPassword.map { "target.admin_password (\($0))" } ?? "the password file (PGPASSFILE or ~/.pgpass)"
+        self.init(
+            minMembers: t.minMembers, maxLagBytes: t.maxLagBytes, maxTransactionAgeSeconds: t.maxTransactionAgeSeconds,
+            minServerVersion: t.minServerVersion, slotsNeeded: s.databases.shared == nil ? 1 : 2, credentialHints: hints)
+    }
+}
+
+/// The prerequisites gate as a pure function: observations in, checks out. Check names are
+/// stable (scripts and the docs refer to them):
+///
+/// `source.reachable`, `source.version`, `credentials.source`, `source.wal_level`,
+/// `source.replication_slots`, `source.wal_senders`, `source.primary_keys`,
+/// `source.long_transactions`, `source.large_objects`, `cluster.rest_hosts`, `cluster.members`,
+/// `cluster.leader`, `cluster.replicas_streaming`, `cluster.replica_lag`, `cluster.version`,
+/// `cluster.dcs`, `cluster.pool`, and `credentials.<member>` for every member.
+public enum PrerequisitesEvaluation {
+    public static func evaluate(_ o: PrerequisiteObservations, limits: PrerequisiteLimits) -> [CheckResult] {
+        var results = sourceChecks(o.source, limits: limits).map { timed($0, o.source.elapsedMs) }
+        results += clusterChecks(o, limits: limits).map { timed($0, o.cluster.elapsedMs) }
+        return results
+    }
+
+    static func timed(_ check: CheckResult, _ ms: Double) -> CheckResult {
+        var check = check
+        check.durationMs = ms
+        return check
+    }
+
+    // MARK: - The single node
+
+    static func sourceChecks(_ s: SourceObservation, limits: PrerequisiteLimits) -> [CheckResult] {
+        var results: [CheckResult] = []
+        let connected = s.logins.contains { $0.error == nil }
+        let answered = connected || s.logins.contains(where: \.serverAnswered)
+        let version = s.serverVersionNum.map(versionText)
+
+        // source.reachable
+        if connected {
+            results.append(.pass("source.reachable", observed: "PostgreSQL \(s.serverVersion ?? version ?? "?") answers at \(s.address)", expected: "the single node answers"))
+        } else if answered {
+            results.append(.pass("source.reachable", observed: "\(s.address) answers, but no login succeeded (see credentials.source)", expected: "the single node answers"))
+        } else {
+            let why = s.logins.compactMap(\.error).first ?? "no login was tried"
+            results.append(.fail("source.reachable", observed: "\(s.address) does not answer: \(why)", expected: "the single node answers",
+                                 advice: "check that PostgreSQL runs on the single node and that source.host/source.port are right (pg_isready -h \(hostPart(s.address)) -p \(portPart(s.address))), then `pgha resume`"))
+        }
+
+        // source.version
+        let wanted = "≥ \(limits.minServerVersion)"
+        if let num = s.serverVersionNum {
+            if majorVersion(num) >= limits.minServerVersion {
+                results.append(.pass("source.version", observed: versionText(num), expected: wanted))
+            } else {
+                results.append(.fail("source.version", observed: versionText(num), expected: wanted,
+                                     advice: "the single node runs PostgreSQL \(majorVersion(num)), older than thresholds.min_server_version (\(limits.minServerVersion)): upgrade it first, or lower the threshold if you know pgha's logical sync works with it"))
+            }
+        } else {
+            results.append(.fail("source.version", observed: "unknown (no login succeeded)", expected: wanted, advice: "fix source.reachable / credentials.source first"))
+        }
+
+        // credentials.source
+        results.append(credentialsCheck("credentials.source", logins: s.logins, side: "source", missingDatabaseIsFine: false, limits: limits,
+                                        place: "the single node \(s.address)"))
+
+        // source.wal_level
+        switch s.settings {
+        case .failed(let why):
+            results.append(.fail("source.wal_level", observed: "could not read the settings: \(why)", expected: "logical", advice: "fix the source logins first, then `pgha resume`"))
+            results.append(.fail("source.replication_slots", observed: "could not read the settings: \(why)", expected: "≥ \(limits.slotsNeeded) free", advice: "fix the source logins first, then `pgha resume`"))
+            results.append(.fail("source.wal_senders", observed: "could not read the settings: \(why)", expected: "≥ \(limits.slotsNeeded) free", advice: "fix the source logins first, then `pgha resume`"))
+        case .observed(let settings):
+            results.append(walLevelCheck(settings))
+            results.append(headroomCheck("source.replication_slots", max: settings.maxReplicationSlots, used: settings.usedReplicationSlots,
+                                         setting: "max_replication_slots", what: "replication slots", limits: limits,
+                                         freeing: "drop slots nobody uses (SELECT slot_name, active FROM pg_replication_slots; SELECT pg_drop_replication_slot('name'))"))
+            results.append(headroomCheck("source.wal_senders", max: settings.maxWalSenders, used: settings.usedWalSenders,
+                                         setting: "max_wal_senders", what: "WAL senders", limits: limits,
+                                         freeing: "stop replication clients that are no longer needed (SELECT application_name, client_addr FROM pg_stat_replication)"))
+        }
+
+        results.append(primaryKeysCheck(s.databases))
+        results.append(longTransactionsCheck(s.transactions, limits: limits))
+        results.append(largeObjectsCheck(s.databases))
+        return results
+    }
+
+    static func walLevelCheck(_ settings: SourceSettings) -> CheckResult {
+        if settings.walLevel == "logical" {
+            return .pass("source.wal_level", observed: "logical", expected: "logical")
+        }
+        if settings.walLevelPendingRestart || settings.walLevelConfigured == "logical" {
+            let configured = settings.walLevelConfigured.map { "\($0) configured" } ?? "a new value configured"
+            return .fail("source.wal_level", observed: "\(settings.walLevel) in effect; \(configured), waiting for a restart", expected: "logical",
+                         advice: "restart PostgreSQL on the single node (e.g. `pg_ctlcluster 15 main restart` or `systemctl restart postgresql`; a short outage for the application): wal_level only changes at a restart. Then `pgha resume`.")
+        }
+        return .fail("source.wal_level", observed: settings.walLevel, expected: "logical",
+                     advice: "logical replication needs wal_level = logical: run `ALTER SYSTEM SET wal_level = logical;` as a superuser on the single node, then restart PostgreSQL there (a short outage), then `pgha resume`")
+    }
+
+    static func headroomCheck(_ name: String, max: Int, used: Int, setting: String, what: String, limits: PrerequisiteLimits, freeing: String) -> CheckResult {
+        let free = max - used
+        let observed = "\(free) free of \(max) (\(used) in use)"
+        let expected = "≥ \(limits.slotsNeeded) free (one per source database), ideally ≥ \(limits.slotsNeeded + limits.slotsMargin)"
+        if free < limits.slotsNeeded {
+            return .fail(name, observed: observed, expected: expected,
+                         advice: "the sync stage needs \(limits.slotsNeeded) \(what) on the single node: raise \(setting) (`ALTER SYSTEM SET \(setting) = \(used + limits.slotsNeeded + limits.slotsMargin);`, then restart PostgreSQL) or \(freeing); then `pgha resume`")
+        }
+        if free < limits.slotsNeeded + limits.slotsMargin {
+            return .warn(name, observed: observed, expected: expected,
+                         advice: "the initial copy's table-sync workers take \(what) for a while too: consider raising \(setting) to \(used + limits.slotsNeeded + limits.slotsMargin) (needs a restart)")
+        }
+        return .pass(name, observed: observed, expected: expected)
+    }
+
+    static func primaryKeysCheck(_ databases: [SourceDatabaseObservation]) -> CheckResult {
+        let expected = "every table has a primary key or a replica identity"
+        var failures: [String] = []
+        var missing: [String] = []
+        var checked = 0
+        for database in databases {
+            switch database.tables {
+            case .failed(let why): failures.append("\(database.name): \(why)")
+            case .observed(let tables):
+                checked += tables.checked
+                missing += tables.withoutIdentity.map { "\(database.name).\($0)" }
+            }
+        }
+        if !failures.isEmpty {
+            return .fail("source.primary_keys", observed: "could not list the tables: " + failures.joined(separator: "; "), expected: expected,
+                         advice: "fix the source logins (a superuser in source.admin_user sees every schema), then `pgha resume`")
+        }
+        if !missing.isEmpty {
+            return .fail("source.primary_keys", observed: "\(missing.count) of \(checked) tables without one: " + list(missing, limit: 10), expected: expected,
+                         advice: "logical replication cannot apply UPDATE or DELETE to these tables: add a primary key (`ALTER TABLE schema.table ADD PRIMARY KEY (col)`) or, if there is no unique key, `ALTER TABLE schema.table REPLICA IDENTITY FULL` (slower on the cluster); then `pgha resume`")
+        }
+        let names = databases.map(\.name).joined(separator: ", ")
+        return .pass("source.primary_keys", observed: "\(checked) tables in \(names): all have a primary key or replica identity", expected: expected)
+    }
+
+    static func longTransactionsCheck(_ probe: Probe<OpenTransactions>, limits: PrerequisiteLimits) -> CheckResult {
+        let limit = Int(limits.maxTransactionAgeSeconds.rounded())
+        let expected = "none open longer than \(limit) s"
+        switch probe {
+        case .failed(let why):
+            return .fail("source.long_transactions", observed: "could not read pg_stat_activity: \(why)", expected: expected, advice: "fix the source logins first, then `pgha resume`")
+        case .observed(let transactions):
+            let old = transactions.oldest.filter { $0.ageSeconds > limits.maxTransactionAgeSeconds }
+            if !old.isEmpty {
+                let pids = old.compactMap(\.pid).map(String.init)
+                let terminate = pids.isEmpty ? "" : " (`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN (\(pids.joined(separator: ", ")))`)"
+                let prepared = old.contains { $0.preparedGID != nil } ? "; finish prepared transactions with COMMIT PREPARED or ROLLBACK PREPARED 'gid'" : ""
+                return .fail("source.long_transactions", observed: "\(old.count) open longer than \(limit) s: " + list(old.map(\.summary), limit: 5), expected: expected,
+                             advice: "creating the sync stage's replication slots waits for every open transaction, and old ones hold back vacuum: let them finish or end them\(terminate)\(prepared); then `pgha resume`")
+            }
+            let oldest = transactions.oldest.first.map { "oldest open transaction \(Int($0.ageSeconds.rounded())) s" } ?? "no open transaction"
+            if !transactions.seesAllSessions {
+                return .warn("source.long_transactions", observed: "\(oldest) among the sessions this login can see (not a superuser)", expected: expected,
+                             advice: "set source.admin_user to a superuser (or grant pg_read_all_stats) so that every session is checked")
+            }
+            return .pass("source.long_transactions", observed: oldest, expected: expected)
+        }
+    }
+
+    static func largeObjectsCheck(_ databases: [SourceDatabaseObservation]) -> CheckResult {
+        var counts: [String] = []
+        var failures: [String] = []
+        for database in databases {
+            switch database.largeObjects {
+            case .failed(let why): failures.append("\(database.name): \(why)")
+            case .observed(let n) where n > 0: counts.append("\(database.name): \(n) large object\(n == 1 ? "" : "s")")
+            case .observed: break
+            }
+        }
+        if !failures.isEmpty {
+            return .warn("source.large_objects", observed: "could not count: " + failures.joined(separator: "; "), expected: "none (reported)",
+                         advice: "fix the source logins to get this report")
+        }
+        if !counts.isEmpty {
+            return .warn("source.large_objects", observed: counts.joined(separator: "; "), expected: "none (reported)",
+                         advice: "logical replication does not copy large objects (pg_largeobject): copy them separately before cutover (pg_dump --large-objects --data-only … | pg_restore on the leader), or move them into bytea columns")
+        }
+        return .pass("source.large_objects", observed: "none in " + databases.map(\.name).joined(separator: ", "), expected: "none (reported)")
+    }
+
+    /// One check over a set of logins: PASS when every one was accepted.
+    static func credentialsCheck(_ name: String, logins: [LoginObservation], side: String, missingDatabaseIsFine: Bool, limits: PrerequisiteLimits, place: String) -> CheckResult {
+        let expected = "every configured login is accepted"
+        guard !logins.isEmpty else {
+            return .fail(name, observed: "no login tried", expected: expected, advice: "the playbook names no user for \(place)")
+        }
+        var parts: [String] = []
+        var bad: [LoginObservation] = []
+        var unreachable = true
+        for login in logins {
+            if login.error == nil {
+                parts.append("\(login.label) ok")
+                unreachable = false
+            } else if login.databaseMissing && missingDatabaseIsFine {
+                parts.append("\(login.user) ok (database \(login.database) does not exist yet: the sync stage creates it)")
+                unreachable = false
+            } else {
+                parts.append("\(login.label) failed: \(login.error ?? "?")")
+                bad.append(login)
+                if login.serverAnswered { unreachable = false }
+            }
+        }
+        if bad.isEmpty { return .pass(name, observed: parts.joined(separator: "; "), expected: expected) }
+        if unreachable {
+            return .fail(name, observed: "not checked, \(place) cannot be reached: " + parts.joined(separator: "; "), expected: expected,
+                         advice: "bring \(place) back first (see the checks above), then `pgha resume`")
+        }
+        let sources = bad.map { login in
+            let hint = limits.credentialHints["\(side).\(login.purpose)"] ?? "the playbook's \(side) credentials"
+            return "\(login.user): \(hint)"
+        }
+        return .fail(name, observed: parts.joined(separator: "; "), expected: expected,
+                     advice: "check the password (\(unique(sources).joined(separator: "; "))), that the role exists and may log in on \(place), and pg_hba.conf there; then `pgha resume`")
+    }
+
+    // MARK: - The cluster
+
+    static func clusterChecks(_ o: PrerequisiteObservations, limits: PrerequisiteLimits) -> [CheckResult] {
+        let c = o.cluster
+        var results: [CheckResult] = []
+        let names = memberNamesByHost(c)
+        results.append(restHostsCheck(c, names: names))
+        results.append(membersCheck(c, names: names, limits: limits))
+        results.append(leaderCheck(c))
+        results.append(replicasStreamingCheck(c, names: names, limits: limits))
+        results.append(replicaLagCheck(c, limits: limits))
+        results.append(versionCheck(c, names: names, sourceVersionNum: o.source.serverVersionNum, limits: limits))
+        results.append(dcsCheck(c, names: names, observedAt: o.observedAt, limits: limits))
+        results.append(poolCheck(c))
+        for member in c.members {
+            let place = "member \(member.name) (\(member.address))"
+            if member.host == nil || member.port == nil {
+                results.append(.fail("credentials.\(member.name)", observed: "/cluster gives no PostgreSQL address for \(member.name)", expected: "every configured login is accepted",
+                                     advice: "check postgresql.connect_address in \(member.name)'s patroni.yml"))
+                continue
+            }
+            var check = credentialsCheck("credentials.\(member.name)", logins: member.logins, side: "target", missingDatabaseIsFine: true, limits: limits, place: place)
+            if check.verdict == .fail, !member.isRunning {
+                check.observed = "\(member.name) is \(member.state ?? "not running"): " + check.observed
+            } else if check.verdict == .fail, !member.postgresAnswers {
+                check.observed = "\(member.name)'s PostgreSQL does not answer: " + check.observed
+            }
+            results.append(check)
+        }
+        return results
+    }
+
+    /// REST endpoint → member name, from `/patroni` or from the members' `api_url`.
+    static func memberNamesByHost(_ c: ClusterObservation) -> [String: String] {
+        var names: [String: String] = [:]
+        for host in c.restHosts {
+            if let name = host.status?.name {
+                names[host.endpoint] = name
+            } else if let member = c.members.first(where: { $0.apiEndpoint == host.endpoint }) {
+                names[host.endpoint] = member.name
+            }
+        }
+        return names
+    }
+
+    static func hostLabel(_ endpoint: String, names: [String: String]) -> String {
+        names[endpoint].map { "\(endpoint) (\($0))" } ?? endpoint
+    }
+
+    static let patroniStartAdvice = "start its Patroni (`systemctl start patroni` on that host; for the sandbox `pgha sandbox up`) and wait until `patronictl list` shows it streaming"
+
+    static func restHostsCheck(_ c: ClusterObservation, names: [String: String]) -> CheckResult {
+        let expected = "all \(c.restHosts.count) configured REST hosts answer /cluster and /patroni"
+        let failing = c.restHosts.filter { !$0.answered }
+        if failing.isEmpty {
+            return .pass("cluster.rest_hosts", observed: "\(c.restHosts.count) of \(c.restHosts.count) answer: " + c.restHosts.map { hostLabel($0.endpoint, names: names) }.joined(separator: ", "), expected: expected)
+        }
+        let details = failing.map { host in "\(hostLabel(host.endpoint, names: names)): \(host.clusterError ?? host.statusError ?? "?")" }
+        return .fail("cluster.rest_hosts", observed: "\(c.restHosts.count - failing.count) of \(c.restHosts.count) answer; " + details.joined(separator: "; "), expected: expected,
+                     advice: "check Patroni on each host named (`curl -s http://HOST:PORT/patroni`, its log); if it is stopped, \(patroniStartAdvice); then `pgha resume`")
+    }
+
+    static func describe(_ m: MemberObservation) -> String {
+        if m.isRunning && !m.postgresAnswers {
+            return "\(m.name) (\(m.role), \(m.state ?? "?") per Patroni, but its PostgreSQL does not answer)"
+        }
+        return "\(m.name) (\(m.role), \(m.state ?? "state unknown"))"
+    }
+
+    /// Running as Patroni says, and its PostgreSQL answers.
+    static func isUp(_ m: MemberObservation) -> Bool { m.isRunning && m.postgresAnswers }
+
+    /// REST hosts for which `/cluster` lists no member: their member is gone from the DCS.
+    static func absentHosts(_ c: ClusterObservation, names: [String: String]) -> [String] {
+        let listed = Set(c.members.map(\.name))
+        let apiListed = Set(c.members.compactMap(\.apiEndpoint))
+        return c.restHosts.filter { host in
+            if let name = names[host.endpoint] { return !listed.contains(name) }
+            return !apiListed.contains(host.endpoint)
+        }.map { host in
+            names[host.endpoint].map { "\($0) (REST \(host.endpoint))" } ?? "the member behind REST \(host.endpoint)"
+        }
+    }
+
+    static func noClusterAnswer(_ c: ClusterObservation) -> String {
+        "no REST host gave a valid /cluster answer (" + c.restHosts.map { "\($0.endpoint): \($0.clusterError ?? "answered")" }.joined(separator: "; ") + ")"
+    }
+
+    static func membersCheck(_ c: ClusterObservation, names: [String: String], limits: PrerequisiteLimits) -> CheckResult {
+        let expected = "≥ \(limits.minMembers) members running"
+        guard !c.members.isEmpty else {
+            return .fail("cluster.members", observed: noClusterAnswer(c), expected: expected,
+                         advice: "check that Patroni runs on the members and that target.api_hosts is right (`curl -s http://HOST:PORT/cluster`); then `pgha resume`")
+        }
+        let running = c.members.filter(isUp)
+        let notRunning = c.members.filter { !isUp($0) }
+        let absent = absentHosts(c, names: names)
+        var observed = "\(running.count) of \(c.members.count) members running: " + running.map(describe).joined(separator: ", ")
+        if !notRunning.isEmpty { observed += "; not running: " + notRunning.map(describe).joined(separator: ", ") }
+        if !absent.isEmpty { observed += "; absent from /cluster: " + absent.joined(separator: ", ") }
+        let culprits = notRunning.map(\.name) + absent
+        if running.count < limits.minMembers {
+            let who = culprits.isEmpty ? "more members" : culprits.joined(separator: ", ")
+            return .fail("cluster.members", observed: observed, expected: expected,
+                         advice: "bring \(who) back: \(patroniStartAdvice); then `pgha resume`")
+        }
+        if !culprits.isEmpty {
+            return .warn("cluster.members", observed: observed, expected: expected,
+                         advice: "\(culprits.joined(separator: ", ")) \(culprits.count == 1 ? "is" : "are") not running: the cluster has less redundancy than it should")
+        }
+        return .pass("cluster.members", observed: observed, expected: expected)
+    }
+
+    static func leaderCheck(_ c: ClusterObservation) -> CheckResult {
+        let expected = "exactly one leader, confirmed not in recovery"
+        var claimed: [String] = []
+        for name in c.restHosts.flatMap(\.leaders) + c.members.filter(\.isLeader).map(\.name) where !claimed.contains(name) {
+            claimed.append(name)
+        }
+        if claimed.count > 1 {
+            return .fail("cluster.leader", observed: "\(claimed.count) members claim the leader role: \(claimed.joined(separator: ", "))", expected: expected,
+                         advice: "split brain or a DCS problem: stop here, check etcd and every member (`patronictl list`, the Patroni logs) until one leader remains; then `pgha resume`")
+        }
+        guard let name = claimed.first else {
+            let observed = c.members.isEmpty ? noClusterAnswer(c) : "no leader among " + c.members.map(describe).joined(separator: ", ")
+            return .fail("cluster.leader", observed: observed, expected: expected,
+                         advice: "the cluster has no leader (a failover in progress, or the DCS is down): check `patronictl list` and etcd, wait for a leader, then `pgha resume`")
+        }
+        let silent = c.restHosts.filter { $0.clusterError == nil && $0.leaders.isEmpty }.map(\.endpoint)
+        guard let leader = c.members.first(where: { $0.name == name }) else {
+            return .fail("cluster.leader", observed: "\(name) is named leader but is not in the /cluster answer used", expected: expected,
+                         advice: "the members disagree about the cluster: check `patronictl list` on each, then `pgha resume`")
+        }
+        switch leader.server {
+        case .observed(let server)?:
+            if server.inRecovery {
+                return .fail("cluster.leader", observed: "\(name) (\(leader.address)) is named leader but its PostgreSQL is still in recovery", expected: expected,
+                             advice: "a failover or switchover is in progress: wait a few seconds and `pgha resume`")
+            }
+            let observed = "\(name) (\(leader.address)), confirmed not in recovery"
+            if !silent.isEmpty {
+                return .warn("cluster.leader", observed: observed + "; but /cluster from \(silent.joined(separator: ", ")) names no leader", expected: expected,
+                             advice: "those members see a different cluster state: check their connection to the DCS")
+            }
+            return .pass("cluster.leader", observed: observed, expected: expected)
+        case .failed(let why)?:
+            return .fail("cluster.leader", observed: "\(name) (\(leader.address)) is named leader but cannot be reached: \(why)", expected: expected,
+                         advice: "check the leader's PostgreSQL and pg_hba.conf (see credentials.\(name)), then `pgha resume`")
+        case nil:
+            return .fail("cluster.leader", observed: "\(name) has no PostgreSQL address in /cluster", expected: expected,
+                         advice: "check postgresql.connect_address in \(name)'s patroni.yml")
+        }
+    }
+
+    static func replicasStreamingCheck(_ c: ClusterObservation, names: [String: String], limits: PrerequisiteLimits) -> CheckResult {
+        let wanted = max(0, limits.minMembers - 1)
+        let expected = "every replica streaming, ≥ \(wanted)"
+        guard !c.members.isEmpty else {
+            return .fail("cluster.replicas_streaming", observed: noClusterAnswer(c), expected: expected,
+                         advice: "check that Patroni runs on the members (`curl -s http://HOST:PORT/cluster`); then `pgha resume`")
+        }
+        let others = c.members.filter { !$0.isLeader }
+        let streaming = others.filter { $0.state == "streaming" && $0.postgresAnswers }
+        let notStreaming = others.filter { !($0.state == "streaming" && $0.postgresAnswers) }
+        let absent = absentHosts(c, names: names)
+        var observed = "\(streaming.count) of \(others.count) replicas streaming" + (streaming.isEmpty ? "" : ": " + streaming.map(\.name).joined(separator: ", "))
+        if !notStreaming.isEmpty { observed += "; not streaming: " + notStreaming.map(describe).joined(separator: ", ") }
+        if !absent.isEmpty { observed += "; absent from /cluster: " + absent.joined(separator: ", ") }
+        let culprits = notStreaming.map(\.name) + absent
+        if !culprits.isEmpty || streaming.count < wanted {
+            let who = culprits.isEmpty ? "more replicas" : culprits.joined(separator: ", ")
+            return .fail("cluster.replicas_streaming", observed: observed, expected: expected,
+                         advice: "\(who) must stream from the leader: \(patroniStartAdvice); a member that streams no more may need `patronictl reinit`; then `pgha resume`")
+        }
+        return .pass("cluster.replicas_streaming", observed: observed, expected: expected)
+    }
+
+    static func replicaLagCheck(_ c: ClusterObservation, limits: PrerequisiteLimits) -> CheckResult {
+        let expected = "≤ \(formatBytes(limits.maxLagBytes)) on every streaming replica"
+        let streaming = c.members.filter { !$0.isLeader && $0.state == "streaming" && $0.postgresAnswers }
+        guard !streaming.isEmpty else {
+            return .warn("cluster.replica_lag", observed: "no streaming replica to measure", expected: expected, advice: "see cluster.replicas_streaming")
+        }
+        let parts = streaming.map { m in "\(m.name) \(m.lagBytes.map(formatBytes) ?? "unknown")" }
+        let over = streaming.filter { ($0.lagBytes ?? 0) > limits.maxLagBytes }
+        if !over.isEmpty {
+            return .fail("cluster.replica_lag", observed: parts.joined(separator: ", "), expected: expected,
+                         advice: "\(over.map(\.name).joined(separator: ", ")) \(over.count == 1 ? "is" : "are") too far behind the leader: check its disk, network and load (`patronictl list` shows the lag), wait for it to catch up, then `pgha resume`")
+        }
+        if streaming.contains(where: { $0.lagBytes == nil }) {
+            return .warn("cluster.replica_lag", observed: parts.joined(separator: ", "), expected: expected,
+                         advice: "Patroni reports an unknown lag: check the replica with `patronictl list`")
+        }
+        return .pass("cluster.replica_lag", observed: parts.joined(separator: ", "), expected: expected)
+    }
+
+    static func versionCheck(_ c: ClusterObservation, names: [String: String], sourceVersionNum: Int?, limits: PrerequisiteLimits) -> CheckResult {
+        let sourceMajor = sourceVersionNum.map(majorVersion)
+        let floor = max(limits.minServerVersion, sourceMajor ?? 0)
+        let expected = "major ≥ \(floor) on every member (thresholds.min_server_version \(limits.minServerVersion)" + (sourceMajor.map { ", the single node's \($0)" } ?? "") + ")"
+        guard !c.members.isEmpty else {
+            return .fail("cluster.version", observed: noClusterAnswer(c), expected: expected, advice: "see cluster.members")
+        }
+        var statusVersion: [String: Int] = [:]
+        for host in c.restHosts { if let name = host.status?.name, let v = host.status?.serverVersion { statusVersion[name] = v } }
+        var parts: [String] = []
+        var old: [String] = []
+        var unknown: [String] = []
+        for member in c.members {
+            guard let num = member.server?.value?.serverVersionNum ?? statusVersion[member.name] else {
+                parts.append("\(member.name) unknown")
+                unknown.append(member.name)
+                continue
+            }
+            parts.append("\(member.name) \(versionText(num))")
+            if majorVersion(num) < floor { old.append(member.name) }
+        }
+        var observed = parts.joined(separator: ", ")
+        if let sourceVersionNum { observed += "; single node \(versionText(sourceVersionNum))" }
+        if !old.isEmpty {
+            return .fail("cluster.version", observed: observed, expected: expected,
+                         advice: "\(old.joined(separator: ", ")) run\(old.count == 1 ? "s" : "") an older major version than the single node or the threshold: the cluster must run the same or a newer PostgreSQL major version; upgrade it before migrating")
+        }
+        if !unknown.isEmpty {
+            return .warn("cluster.version", observed: observed, expected: expected,
+                         advice: "the version of \(unknown.joined(separator: ", ")) could not be read (see the checks above)")
+        }
+        return .pass("cluster.version", observed: observed, expected: expected)
+    }
+
+    static func dcsCheck(_ c: ClusterObservation, names: [String: String], observedAt: Date, limits: PrerequisiteLimits) -> CheckResult {
+        let staleAfter = c.ttlSeconds ?? limits.defaultDCSStaleSeconds
+        let expected = "every member reached the DCS within \(staleAfter) s (ttl); leader lock held; not paused; failsafe inactive"
+        let answering = c.restHosts.compactMap { host in host.status.map { (hostLabel(host.endpoint, names: names), $0) } }
+        guard !answering.isEmpty else {
+            return .fail("cluster.dcs", observed: "no member answered /patroni", expected: expected, advice: "see cluster.rest_hosts")
+        }
+        var problems: [String] = []
+        var warnings: [String] = []
+        var ages: [Int] = []
+        for (label, status) in answering {
+            if let seen = status.dcsLastSeen {
+                let age = max(0, Int((observedAt.timeIntervalSince1970 - Double(seen)).rounded()))
+                ages.append(age)
+                if age > staleAfter { problems.append("\(label) last reached the DCS \(age) s ago") }
+            } else {
+                warnings.append("\(label) reports no dcs_last_seen")
+            }
+            if status.clusterUnlocked { problems.append("\(label) sees no leader lock (cluster_unlocked)") }
+            if status.pause { problems.append("\(label) is in maintenance mode (pause)") }
+            if status.failsafeActive { problems.append("\(label) runs in failsafe mode (the DCS is unreachable)") }
+        }
+        let summary = "\(answering.count) member\(answering.count == 1 ? "" : "s") answered; DCS last seen " + (ages.max().map { "≤ \($0) s ago" } ?? "unknown")
+        if !problems.isEmpty {
+            let paused = problems.contains { $0.contains("(pause)") }
+            return .fail("cluster.dcs", observed: problems.joined(separator: "; "), expected: expected,
+                         advice: paused
+                            ? "maintenance mode stops Patroni from failing over: end it with `patronictl resume` once the maintenance is over; then `pgha resume`"
+                            : "check etcd (`etcdctl endpoint health`) and each named member's connection to it (its Patroni log); then `pgha resume`")
+        }
+        if !warnings.isEmpty {
+            return .warn("cluster.dcs", observed: summary + "; " + warnings.joined(separator: "; "), expected: expected,
+                         advice: "an older Patroni does not report dcs_last_seen: check etcd with `etcdctl endpoint health`")
+        }
+        return .pass("cluster.dcs", observed: summary + "; leader lock held, not paused", expected: expected)
+    }
+
+    static func poolCheck(_ c: ClusterObservation) -> CheckResult {
+        let expected = "the application's HA pool starts and confirms a writable leader"
+        switch c.pool {
+        case .observed(let summary):
+            return .pass("cluster.pool", observed: summary, expected: expected)
+        case .failed(let why):
+            return .fail("cluster.pool", observed: why, expected: expected,
+                         advice: "the HA pool the application will use cannot start: check the target.* settings and credentials, and `pgha health` with the Patroni .env; then `pgha resume`")
+        }
+    }
+
+    // MARK: - Formatting
+
+    /// The first `limit` items, then `(+N more)`.
+    static func list(_ items: [String], limit: Int) -> String {
+        let shown = items.prefix(limit).joined(separator: ", ")
+        return items.count > limit ? shown + " (+\(items.count - limit) more)" : shown
+    }
+
+    static func unique(_ items: [String]) -> [String] {
+        var seen: [String] = []
+        for item in items where !seen.contains(item) { seen.append(item) }
+        return seen
+    }
+
+    static func hostPart(_ address: String) -> String {
+        guard let colon = address.lastIndex(of: ":") else { return address }
+        return String(address[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    }
+
+    static func portPart(_ address: String) -> String {
+        guard let colon = address.lastIndex(of: ":") else { return "5432" }
+        return String(address[address.index(after: colon)...])
+    }
+}
+
+/// `0 B`, `512 B`, `16.0 kB`, `1.0 MB`, `2.5 GB` (base 1024, as PostgreSQL).
+func formatBytes(_ bytes: Int64) -> String {
+    let units = ["kB", "MB", "GB", "TB"]
+    guard abs(bytes) >= 1024 else { return "\(bytes) B" }
+    var value = Double(bytes) / 1024
+    var unit = 0
+    while abs(value) >= 1024, unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return String(format: "%.1f", value) + " " + units[unit]
+}

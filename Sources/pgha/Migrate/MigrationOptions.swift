@@ -1,0 +1,211 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Migration
+
+/// `--state-dir`, shared by every migration command (`migrate`, `run`, `plan`, `status`,
+/// `rollback`, `resume`).
+struct MigrationOptions: ParsableArguments {
+    @Option(
+        name: .customLong("state-dir"),
+        help: ArgumentHelp(
+            "The migration's state directory: state.json, the lock, backups of overwritten files.",
+            valueName: "dir"))
+    var stateDir: String = ".pgha"
+
+    /// The state directory as an absolute path (backup paths recorded in the state must not depend
+    /// on the directory a later `pgha resume` runs from).
+    var stateDirectory: String {
+        let cwd = FileManager.default.currentDirectoryPath
+        let path = stateDir.hasPrefix("/") ? stateDir : (cwd as NSString).appendingPathComponent(stateDir)
+        return (path as NSString).standardizingPath
+    }
+
+    var store: StateStore { StateStore(directory: stateDirectory) }
+}
+
+/// `--json`.
+struct JSONOutputOption: ParsableArguments {
+    @Flag(name: .long, help: "Machine-readable output: one JSON object per line (see docs/MIGRATION_TO_HA.md).")
+    var json = false
+}
+
+/// `--until STAGE`.
+struct UntilOption: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Stop after this stage passes (\(MigrationStage.allCases.map(\.rawValue).joined(separator: ", "))).",
+            valueName: "stage"))
+    var until: String?
+
+    /// The stage, or a usage error (exit 2) naming the valid ones.
+    func stage(_ output: MigrationOutput) throws -> MigrationStage? {
+        guard let until else { return nil }
+        guard let stage = MigrationStage(rawValue: until) else {
+            output.errorLine("error: --until: unknown stage '\(until)'; the stages are \(MigrationStage.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ExitCode(MigrationExitCode.usage.rawValue)
+        }
+        return stage
+    }
+}
+
+/// `--accept-playbook-change`.
+struct PlaybookChangeOption: ParsableArguments {
+    @Flag(
+        name: .customLong("accept-playbook-change"),
+        help: "Continue although the playbook changed since the migration started (stages that passed are not re-run).")
+    var accept = false
+}
+
+/// The version recorded in state files and lock files.
+enum PGHAVersion {
+    static let current = "0.1.0"
+}
+
+/// The stage executors this pgha has (`StandardStages`). Stages without one appear as "not built
+/// yet" and a run stops before them.
+enum MigrationStages {
+    static func executors() throws(MigrationError) -> [any MigrationStageExecutor] {
+        try StandardStages.executors()
+    }
+}
+
+/// The exit-code table for `--help` discussions, from `MigrationExitCode`.
+enum MigrationHelp {
+    static func exitCodes(_ codes: [MigrationExitCode]) -> String {
+        "Exit codes: " + codes.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: "; ") + "."
+    }
+
+    /// Every code a command that runs stages can return.
+    static let runnerCodes: [MigrationExitCode] = MigrationExitCode.allCases
+}
+
+/// Everything a migration command needs once its arguments are parsed: the playbook, the state
+/// store, the redactor that masks every resolved credential in whatever is printed, and the output.
+struct MigrationSession {
+    let playbook: LoadedPlaybook
+    let store: StateStore
+    let redactor: SecretRedactor
+    let output: MigrationOutput
+
+    /// Loads the playbook at `path` (exit 2 when it is invalid).
+    static func open(playbookPath: String, options: MigrationOptions, json: Bool) throws -> MigrationSession {
+        CLILogging.bootstrap()
+        let output = MigrationOutput(json: json, redactor: .none)
+        let playbook: LoadedPlaybook
+        do {
+            playbook = try PlaybookParser.load(path: playbookPath)
+        } catch {
+            throw output.fail(error)
+        }
+        let redactor = playbook.playbook.secretRedactor(environment: ProcessEnvironment())
+        return MigrationSession(
+            playbook: playbook, store: options.store, redactor: redactor,
+            output: MigrationOutput(json: json, redactor: redactor))
+    }
+
+    /// For `resume` and `rollback`, which are not given a playbook: reads the state (exit 7 when
+    /// it is missing or unreadable) and loads the playbook it names.
+    static func openFromState(options: MigrationOptions, json: Bool) throws -> (MigrationSession, MigrationState) {
+        CLILogging.bootstrap()
+        let output = MigrationOutput(json: json, redactor: .none)
+        let store = options.store
+        let state: MigrationState
+        do {
+            state = try store.load()
+        } catch {
+            throw output.fail(error)
+        }
+        let path = state.resolvedPlaybookPath
+        let playbook: LoadedPlaybook
+        do {
+            playbook = try PlaybookParser.load(path: path)
+        } catch {
+            throw output.fail(error, next: "the migration in \(store.directory) was started with \(path); restore that file (it is needed to resume or roll back)")
+        }
+        let redactor = playbook.playbook.secretRedactor(environment: ProcessEnvironment())
+        let session = MigrationSession(
+            playbook: playbook, store: store, redactor: redactor,
+            output: MigrationOutput(json: json, redactor: redactor))
+        return (session, state)
+    }
+
+    /// A runner for this session.
+    func runner(
+        decider: any MigrationDecider, observer: any MigrationObserver, cancellation: CancellationFlag,
+        allowPlaybookChange: Bool
+    ) throws -> MigrationRunner {
+        let executors: [any MigrationStageExecutor]
+        do {
+            executors = try MigrationStages.executors()
+        } catch {
+            throw output.fail(error)
+        }
+        var configuration = MigrationRunner.Configuration(
+            playbook: playbook, store: store, executors: executors, decider: decider, observer: observer,
+            cancellation: cancellation, logger: Logger(label: "pgha.migration"), toolVersion: PGHAVersion.current,
+            allowPlaybookChange: allowPlaybookChange)
+        configuration.stateWriteHook = CrashTestHook.fromEnvironment()
+        return MigrationRunner(configuration)
+    }
+
+    /// Runs the stages in `mode` (guided: the operator is asked; otherwise the playbook's
+    /// `on_failure` decides), with SIGINT/SIGTERM handling, and turns the outcome (or error) into
+    /// the process exit: prints the final message and, with `--json`, the report line. Throws
+    /// `ExitCode` unless the exit is 0.
+    func run(_ mode: MigrationRunner.Mode, command: String, guided: Bool, allowPlaybookChange: Bool) async throws {
+        let interrupts = InterruptHandler(output: output, lockFile: store.lockFile)
+        let decider: any MigrationDecider
+        if guided {
+            let input = LineInput()
+            interrupts.whenInterrupted { input.interrupt() }
+            decider = TerminalDecider(input: input, output: output)
+        } else {
+            decider = NonInteractiveDecider(onFailure: playbook.playbook.onFailure)
+        }
+        let observer: any MigrationObserver
+        if output.json {
+            let output = self.output
+            observer = JSONLinesObserver { output.line($0) }
+        } else {
+            observer = MigrationRenderer(output: output, store: store, style: guided ? .guided : .unattended)
+        }
+        let runner = try runner(decider: decider, observer: observer, cancellation: interrupts.cancellation, allowPlaybookChange: allowPlaybookChange)
+        interrupts.install()
+        let outcome: MigrationOutcome
+        do {
+            outcome = try await runner.run(mode, command: command)
+        } catch {
+            interrupts.finished()
+            throw output.fail(error)
+        }
+        interrupts.finished()
+        output.finish(outcome, store: store)
+        if outcome.exitCode != .success {
+            throw ExitCode(outcome.exitCode.rawValue)
+        }
+    }
+}
+
+/// Test hook for the kill -9 integration tests (not for production use):
+///
+/// - `PGHA_TEST_CRASH_AT_WRITE=N`: the process kills itself with SIGKILL right after its Nth state
+///   write reached the disk (before the side effect that write announced).
+/// - `PGHA_TEST_CRASH_BEFORE_WRITE=N`: SIGKILL just before the Nth state write (after every side
+///   effect that followed write N-1).
+///
+/// Writes are counted per process, from 1.
+enum CrashTestHook {
+    static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> (@Sendable (Int, Bool) -> Void)? {
+        let after = environment["PGHA_TEST_CRASH_AT_WRITE"].flatMap(Int.init)
+        let before = environment["PGHA_TEST_CRASH_BEFORE_WRITE"].flatMap(Int.init)
+        guard after != nil || before != nil else { return nil }
+        return { write, written in
+            if (written && write == after) || (!written && write == before) {
+                fflush(nil)
+                kill(getpid(), SIGKILL)
+            }
+        }
+    }
+}

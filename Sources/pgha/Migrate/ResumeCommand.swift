@@ -1,0 +1,44 @@
+import ArgumentParser
+import Migration
+
+/// `pgha resume`: continue a saved migration.
+struct ResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume",
+        abstract: "Continue the saved migration after a crash, Ctrl-C, kill -9, a failure or --until.",
+        discussion: """
+            Reads the state in --state-dir and the playbook it names, and continues from the last \
+            completed step: a stage found "running" (the runner was interrupted inside it) runs \
+            again, its finished steps are recognised and not repeated (every step is idempotent). \
+            An interrupted rollback is finished first. It asks before each stage like `pgha \
+            migrate` when the migration was started with `pgha migrate` (or with --guided), and \
+            runs unattended like `pgha run` when it was started with `pgha run` (or with \
+            --unattended).
+
+            \(MigrationHelp.exitCodes(MigrationHelp.runnerCodes))
+            """
+    )
+
+    @OptionGroup var options: MigrationOptions
+    @OptionGroup var output: JSONOutputOption
+    @OptionGroup var until: UntilOption
+    @OptionGroup var playbookChange: PlaybookChangeOption
+
+    @Flag(name: .long, help: "Ask before each stage, like `pgha migrate`.")
+    var guided = false
+
+    @Flag(name: .long, help: "Do not ask; apply the playbook's on_failure, like `pgha run`.")
+    var unattended = false
+
+    func validate() throws {
+        if guided && unattended { throw ValidationError("--guided and --unattended exclude each other") }
+        if guided && output.json { throw ValidationError("--json is for unattended runs; it cannot be combined with --guided") }
+    }
+
+    func run() async throws {
+        let (session, state) = try MigrationSession.openFromState(options: options, json: output.json)
+        let startedGuided = state.runs.last { $0.command == "migrate" || $0.command == "run" }?.command == "migrate"
+        let ask = guided || (!unattended && !output.json && startedGuided)
+        try await session.run(.resume(until: until.stage(session.output)), command: "resume", guided: ask, allowPlaybookChange: playbookChange.accept)
+    }
+}
