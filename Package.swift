@@ -62,13 +62,13 @@ let package = Package(
         .target(name: "Verification", dependencies: ["HAPool"], swiftSettings: swiftSettings),
         .target(
             name: "Sandbox",
-            dependencies: ["PGClient", "Patroni", "CCrypto"],
+            dependencies: ["PGClient", "HTTPClient", "Patroni", "CCrypto"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "Migration",
             dependencies: [
-                "HAPool", "Verification", "CCrypto",
+                "PGClient", "Patroni", "HAPool", "Verification", "CCrypto",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
@@ -97,11 +97,18 @@ let package = Package(
             resources: [.copy("Fixtures")], swiftSettings: swiftSettings
         ),
         .testTarget(name: "HAPoolTests", dependencies: ["HAPool"], swiftSettings: swiftSettings),
-        .testTarget(name: "MigrationTests", dependencies: ["Migration"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MigrationTests",
+            dependencies: ["Migration", "Verification", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         // ... and integration tests against the sandbox (real PostgreSQL, Patroni, etcd on loopback).
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["PGClient", "HTTPClient", "Patroni", "HAPool", "Verification", "Migration", "Sandbox"],
+            dependencies: [
+                "PGClient", "HTTPClient", "Patroni", "HAPool", "Verification", "Migration", "Sandbox",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -96,3 +96,48 @@ enum FileSystem {
 
     static func readText(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
 }
+
+/// An exclusive `flock` on a file, so that `up` and `down` of one sandbox never run at the same
+/// time (two callers starting the same member would make one Patroni exit on a busy port).
+/// Released by `unlock()`, by `deinit`, or when the process exits.
+final class FileLock {
+    private var fd: Int32
+
+    /// Waits (polling every 100 ms, never blocking a thread) until the lock is ours or `timeout`
+    /// passed. Wraps `open` and `flock(LOCK_EX | LOCK_NB)`.
+    static func acquire(_ path: String, timeout: Duration) async throws -> FileLock {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw SandboxError(.fileSystem, "cannot open lock file \(path): \(String(cString: strerror(errno)))")
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR, clock.now < deadline else {
+                close(fd)
+                throw SandboxError(
+                    .timeout, "another `pgha sandbox up/down` holds \(path)",
+                    advice: "wait for it to finish, or find it with `fuser \(path)`")
+            }
+            do {
+                try await Task.sleep(for: .milliseconds(100))
+            } catch {
+                close(fd)
+                throw error
+            }
+        }
+        return FileLock(fd: fd)
+    }
+
+    private init(fd: Int32) { self.fd = fd }
+
+    /// Releases the lock (idempotent).
+    func unlock() {
+        guard fd >= 0 else { return }
+        flock(fd, LOCK_UN)
+        close(fd)
+        fd = -1
+    }
+
+    deinit { unlock() }
+}

@@ -49,7 +49,8 @@ enum Processes {
 
     /// Runs a helper command to completion, capturing stdout and stderr (via temporary files, so a
     /// chatty child can never block on a full pipe). `input` is written to its stdin (used to pass
-    /// SQL with passwords, which must not appear in a command line). After `timeout` the child gets
+    /// SQL with passwords, which must not appear in a command line; keep it well under the 64 KiB
+    /// a pipe buffers, as it is written before the child is awaited). After `timeout` the child gets
     /// SIGTERM and the result says `timedOut`.
     static func run(
         _ executable: String, _ arguments: [String], as user: OSUser? = nil,
@@ -123,7 +124,8 @@ enum Processes {
 
     /// Starts a server detached from us: in its own session (`setsid`), as `user` (`setpriv`), with
     /// default signal handling (`env --default-signal`: a background job of a shell starts with
-    /// SIGINT and SIGQUIT ignored), an explicit minimal environment, stdin from /dev/null and stdout/stderr appended to `logFile`.
+    /// SIGINT and SIGQUIT ignored), an explicit minimal environment, stdin from /dev/null and
+    /// stdout/stderr appended to `logFile`.
     /// Returns the server's own PID (`setsid` and `setpriv` exec in place, and the wrapper shell
     /// backgrounds a subshell that is not a process-group leader, so `setsid` does not fork).
     static func launchDetached(

@@ -29,6 +29,8 @@ public struct SandboxController: Sendable {
         .init(path: (configuration.runDir as NSString).appendingPathComponent("\(name).pid"))
     }
     func binary(_ name: String) -> String { (configuration.postgresBinDir as NSString).appendingPathComponent(name) }
+    /// Held by `up` and `down` for their whole run.
+    var lockFile: String { (configuration.runDir as NSString).appendingPathComponent("sandbox.lock") }
     var patroniBinary: String { (configuration.patroniVenv as NSString).appendingPathComponent("bin/patroni") }
     var postgresEnvironment: [String: String] {
         Processes.minimalEnvironment(home: postgresUser?.home ?? "/var/lib/postgresql", binDir: configuration.postgresBinDir)
@@ -59,12 +61,13 @@ public struct SandboxController: Sendable {
         guard let postgres = postgresUser else {
             throw SandboxError(.missingPrerequisite, "OS user postgres not found", advice: SandboxPrerequisites.installEverything)
         }
-        try checkNotRunningWithOtherSettings()
-
         // Directories: the base and logs/run are root's; server directories belong to postgres.
         try FileSystem.makeDirectory(configuration.baseDir, mode: 0o755)
         try FileSystem.makeDirectory(configuration.logsDir, mode: 0o755)
         try FileSystem.makeDirectory(configuration.runDir, mode: 0o755)
+        let lock = try await FileLock.acquire(lockFile, timeout: timeout)
+        defer { lock.unlock() }
+        try checkNotRunningWithOtherSettings()
         try FileSystem.makeDirectory(configuration.single.dataDir, mode: 0o700, owner: postgres)
         try FileSystem.makeDirectory(configuration.etcd.dataDir, mode: 0o700, owner: postgres)
         for member in configuration.cluster.members {
@@ -324,6 +327,11 @@ public struct SandboxController: Sendable {
         let start = clock.now
         var stopped: [String] = []
         var killed: [Int32] = []
+        var lock: FileLock?
+        if FileSystem.exists(configuration.runDir) {
+            lock = try await FileLock.acquire(lockFile, timeout: timeout)
+        }
+        defer { lock?.unlock() }
 
         // Patroni members, all at once.
         var memberPIDs: [(String, pid_t)] = []

@@ -45,7 +45,7 @@ public struct SandboxEnvironment: Sendable, Equatable {
                 ("PATRONI_SSLROOTCERT", .literal(tls.caCertificate)),
                 ("PATRONI_SSLCERT", .literal(tls.client.certificate)),
                 ("PATRONI_SSLKEY", .literal(tls.client.key)),
-                ("PATRONI_API_CACERT", .literal(tls.caCertificate)),
+                ("PATRONI_API_CAFILE", .literal(tls.caCertificate)),
             ]
         } else {
             list.append(("PATRONI_SSLMODE", .literal("disable")))
@@ -64,6 +64,9 @@ public struct SandboxEnvironment: Sendable, Equatable {
             ("SHARED_DB_USER", .literal(users.application)),
             ("SHARED_DB_PASSWORD", .contentsOf(path: secrets.application)),
             ("PGHA_SANDBOX_DIR", .literal(configuration.baseDir)),
+            // libpq's password file for the roles without a ${VAR} password in
+            // playbooks/sandbox.yml (the superuser logins of the migration checks).
+            ("PGPASSFILE", .literal(secrets.pgpass)),
             ("PGHA_TEST_PG_HOST", .literal(single.host)),
             ("PGHA_TEST_PG_PORT", .literal(String(single.port))),
             ("PGHA_TEST_PG_USER", .literal(users.application)),

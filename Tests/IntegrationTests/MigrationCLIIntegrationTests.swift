@@ -499,8 +499,8 @@ final class ChildProcess {
     init(executable: String, arguments: [String], directory: String, environment: [String: String], input: Input, scratch: String) throws {
         outPath = scratch + "/stdout-\(UUID().uuidString)"
         errPath = scratch + "/stderr-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)

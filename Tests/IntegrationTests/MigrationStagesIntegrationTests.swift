@@ -63,7 +63,7 @@ struct MigrationStagesIntegrationTests {
             #expect(checks.first { $0.name == "source.reachable" }?.verdict == .pass)
             harness.expectNoSecrets(in: checks)
         } catch {
-            try await harness.restoreSandbox()
+            await harness.restoreAfterFailure()
             throw error
         }
         try await harness.restoreSandbox()
@@ -102,6 +102,7 @@ struct MigrationStagesIntegrationTests {
 
         let replica = try await harness.aReplica()
         let copy = try ExtensionDirectoryCopy(without: "hstore", binDir: harness.fixture.sandbox.postgresBinDir)
+        defer { copy.remove() }
         let started = ContinuousClock.now
         do {
             try await harness.stopPatroni(replica)
@@ -121,12 +122,10 @@ struct MigrationStagesIntegrationTests {
             for other in others { #expect(!hstore.observed.contains("\(other)=missing")) }
             if let matrix = ExtensionMatrix(checks: checks) { print(matrix.table()) }
         } catch {
-            try await harness.restoreSandbox(stoppingNamespacedMember: replica)
-            copy.remove()
+            await harness.restoreAfterFailure(stoppingNamespacedMember: replica)
             throw error
         }
         try await harness.restoreSandbox(stoppingNamespacedMember: replica)
-        copy.remove()
         let (after, _) = try await harness.runStage(ExtensionsStage())
         #expect(after.first { $0.name == "extension.hstore" }?.verdict == .pass, "hstore is back on \(replica) after the normal restart")
     }
@@ -256,6 +255,16 @@ struct StageHarness {
         }
         _ = try await SandboxController(configuration: fixture.sandbox).up(timeout: .seconds(120))
         try await fixture.waitForHealthyCluster(timeout: .seconds(90))
+    }
+
+    /// After a failed test: restores the sandbox, recording (not throwing) a failure to do so, so
+    /// that the test's own error is the one reported.
+    func restoreAfterFailure(stoppingNamespacedMember member: String? = nil) async {
+        do {
+            try await restoreSandbox(stoppingNamespacedMember: member)
+        } catch {
+            Issue.record("could not restore the sandbox after the failure: \(error) — run `pgha sandbox up`")
+        }
     }
 
     /// PIDs this process started (namespaced Patroni), to reap.

@@ -115,7 +115,7 @@ public final class NodePool: Sendable {
 
     /// Synchronous check-out on the caller's thread; waits (blocking this thread) up to `timeout`
     /// when all `maxConnections` are busy.
-    func checkoutSync(timeout: Duration) throws(HAError) -> PGConnection {
+    func checkoutSync(timeout: @autoclosure () -> Duration) throws(HAError) -> PGConnection {
         switch take(registering: nil).0 {
         case .connection(let conn): return conn
         case .openNew: return try openConnection()
@@ -136,6 +136,7 @@ public final class NodePool: Sendable {
         case .refused(let error): throw error
         case .wait: break
         }
+        let timeout = timeout()
         guard let id = registered else { return try checkoutSync(timeout: timeout) }
         let nanos = Int(timeout.components.seconds) * 1_000_000_000 + Int(timeout.components.attoseconds / 1_000_000_000)
         if semaphore.wait(timeout: .now() + .nanoseconds(nanos)) == .timedOut {

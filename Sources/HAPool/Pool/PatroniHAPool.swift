@@ -47,6 +47,10 @@ public final class PatroniHAPool: Sendable {
     /// The hot path's view: precomputed pools per database.
     private struct Route: ~Copyable {
         var table = RoutingTable(writer: nil, readers: [], generation: 0)
+        /// The writer's and readers' pools for `config.database`, resolved at publish time so the
+        /// hot path needs no dictionary lookup (`readerPools` is parallel to `table.readers`).
+        var writerPool: NodePool?
+        var readerPools: [NodePool] = []
         var roundRobin = 0
         var closed = false
         var leaderWaiters: [Int: CheckedContinuation<Bool, Never>] = [:]
@@ -170,8 +174,14 @@ public final class PatroniHAPool: Sendable {
                         for database in databases { pool(for: address, database: database, create: true)?.reopen() }
                     }
                 }
+                let writerPool = table.writer.flatMap { pool(for: $0, database: config.database, create: true) }
+                let readerPools = table.readers.compactMap { member in
+                    member.address.flatMap { pool(for: $0, database: config.database, create: true) }
+                }
                 let waiters = route.withLock { r -> [CheckedContinuation<Bool, Never>] in
                     r.table = table
+                    r.writerPool = writerPool
+                    r.readerPools = readerPools.count == table.readers.count ? readerPools : []
                     guard table.writer != nil else { return [] }
                     defer { r.leaderWaiters = [:] }
                     return Array(r.leaderWaiters.values)
@@ -275,28 +285,33 @@ public final class PatroniHAPool: Sendable {
     }
 
     private func pick(readOnly: Bool, database: String, minimumReplayLSN: UInt64? = nil) -> Pick {
-        let (target, isReplica, fallback): (NodeAddress?, Bool, Bool) = route.withLock { r in
-            if r.closed { return (nil, false, false) }
+        let primaryDatabase = database == config.database
+        let (target, cached, isReplica, fallback, closed): (NodeAddress?, NodePool?, Bool, Bool, Bool) = route.withLock { r in
+            if r.closed { return (nil, nil, false, false, true) }
             if readOnly, !r.table.readers.isEmpty {
                 r.roundRobin &+= 1
+                let index: Int
                 if let minimum = minimumReplayLSN {
                     // read-your-writes: only replicas known to have replayed the write
-                    let caughtUp = r.table.readers.filter { ($0.replayLSN ?? 0) >= minimum }
-                    guard !caughtUp.isEmpty else { return (r.table.writer, false, false) }
-                    let member = caughtUp[Int(UInt(bitPattern: r.roundRobin) % UInt(caughtUp.count))]
-                    return (member.address, true, false)
+                    let candidates = r.table.readers.indices.filter { (r.table.readers[$0].replayLSN ?? 0) >= minimum }
+                    guard !candidates.isEmpty else { return (r.table.writer, primaryDatabase ? r.writerPool : nil, false, false, false) }
+                    index = candidates[Int(UInt(bitPattern: r.roundRobin) % UInt(candidates.count))]
+                } else {
+                    index = Int(UInt(bitPattern: r.roundRobin) % UInt(r.table.readers.count))
                 }
-                let member = r.table.readers[Int(UInt(bitPattern: r.roundRobin) % UInt(r.table.readers.count))]
-                return (member.address, true, false)
+                let pool = primaryDatabase && index < r.readerPools.count ? r.readerPools[index] : nil
+                return (r.table.readers[index].address, pool, true, false, false)
             }
-            return (r.table.writer, false, readOnly)
+            return (r.table.writer, primaryDatabase ? r.writerPool : nil, false, readOnly, false)
         }
-        if route.withLock({ $0.closed }) { return .closed }
+        if closed { return .closed }
         if fallback {
             if config.replicaFallback == .fail { return .noReplica }
             counters.replicaFallbacks.add(1, ordering: .relaxed)
         }
-        guard let target, let pool = pool(for: target, database: database, create: true) else { return .noLeader }
+        guard let target else { return .noLeader }
+        if let cached { return .lease(cached, isReplica: isReplica) }
+        guard let pool = pool(for: target, database: database, create: true) else { return .noLeader }
         return .lease(pool, isReplica: isReplica)
     }
 
@@ -328,7 +343,9 @@ public final class PatroniHAPool: Sendable {
                     let conn = try await pool.checkout(timeout: max(.milliseconds(1), deadline - .now))
                     return Lease(connection: conn, node: pool.node, isReplica: isReplica, pool: pool)
                 } catch {
-                    if error.code == .poolExhausted || error.code == .closed { throw error }
+                    // A node pool closed because its member left the cluster is a routing race,
+                    // not the end: only the HA pool's own closing is.
+                    if error.code == .poolExhausted || (error.code == .closed && route.withLock({ $0.closed })) { throw error }
                     if let underlying = error.underlying, underlying.code == .authenticationFailed {
                         throw error
                     }
@@ -346,7 +363,7 @@ public final class PatroniHAPool: Sendable {
     /// polling every millisecond, up to `failoverTimeout`.
     public func acquireSync(readOnly: Bool = false, database: String? = nil) throws(HAError) -> Lease {
         let db = database ?? config.database
-        let deadline = ContinuousClock.now + config.failoverTimeout
+        var deadline = LazyDeadline(span: config.failoverTimeout)
         var attempts = 0
         while true {
             attempts += 1
@@ -354,18 +371,18 @@ public final class PatroniHAPool: Sendable {
             case .closed: throw HAError(.closed, "the pool is closed")
             case .noReplica: throw HAError(.noReplicaAvailable, "no replica qualifies for reads")
             case .noLeader:
-                if ContinuousClock.now >= deadline { throw HAError(.noLeader, "no leader confirmed within \(config.failoverTimeout)", attempts: attempts) }
+                if deadline.passed() { throw HAError(.noLeader, "no leader confirmed within \(config.failoverTimeout)", attempts: attempts) }
                 sleepBlocking(.milliseconds(1))
             case .lease(let pool, let isReplica):
                 do {
-                    let conn = try pool.checkoutSync(timeout: max(.milliseconds(1), deadline - .now))
+                    let conn = try pool.checkoutSync(timeout: deadline.remaining())
                     return Lease(connection: conn, node: pool.node, isReplica: isReplica, pool: pool)
                 } catch {
-                    if error.code == .poolExhausted || error.code == .closed { throw error }
+                    if error.code == .poolExhausted || (error.code == .closed && route.withLock({ $0.closed })) { throw error }
                     if let underlying = error.underlying, underlying.code == .authenticationFailed { throw error }
                     counters.retries.add(1, ordering: .relaxed)
                     feed { $0.connectionFailed(pool.node, now: .now) }
-                    if ContinuousClock.now >= deadline { throw error }
+                    if deadline.passed() { throw error }
                 }
             }
         }
@@ -440,7 +457,7 @@ public final class PatroniHAPool: Sendable {
         _ sql: String, _ params: [PGValue] = [], readOnly: Bool = false, idempotent: Bool = false,
         database: String? = nil
     ) throws(HAError) -> PGResult {
-        let deadline = ContinuousClock.now + config.failoverTimeout
+        var deadline = LazyDeadline(span: config.failoverTimeout)
         var attempts = 0
         while true {
             attempts += 1
@@ -455,7 +472,7 @@ public final class PatroniHAPool: Sendable {
                 let (decision, nodeFailed) = FailureClassifier.classify(error, rerunIsSafe: idempotent || lease.isReplica)
                 if nodeFailed { feed { $0.connectionFailed(lease.node, now: .now) } }
                 switch decision {
-                case .retry where ContinuousClock.now < deadline:
+                case .retry where !deadline.passed():
                     counters.retries.add(1, ordering: .relaxed)
                     continue
                 case .retry, .fail:
@@ -578,3 +595,24 @@ func sleepBlocking(_ duration: Duration) {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// A deadline that reads the clock only when first needed: the fast path never fails, so it never
+/// pays for the clock.
+struct LazyDeadline {
+    let span: Duration
+    private var at: ContinuousClock.Instant?
+
+    init(span: Duration) { self.span = span }
+
+    private mutating func instant() -> ContinuousClock.Instant {
+        if let at { return at }
+        let value = ContinuousClock.now + span
+        at = value
+        return value
+    }
+
+    /// Time left, at least 1 ms.
+    mutating func remaining() -> Duration { max(.milliseconds(1), instant() - .now) }
+
+    mutating func passed() -> Bool { ContinuousClock.now >= instant() }
+}

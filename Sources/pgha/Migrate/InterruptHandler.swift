@@ -32,12 +32,12 @@ final class InterruptHandler: Sendable {
     func install() {
         for signalNumber in [SIGINT, SIGTERM] {
             signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { [self] in
-                self.received(signalNumber)
+            let box = SignalSource(DispatchSource.makeSignalSource(signal: signalNumber, queue: .global()))
+            box.source.setEventHandler { [self, box] in
+                // Signals that arrive before the handler runs are coalesced: `data` counts them.
+                self.received(signalNumber, times: max(1, Int(box.source.data)))
             }
-            source.resume()
-            let box = SignalSource(source)
+            box.source.resume()
             sources.withLock { $0.append(box) }
         }
     }
@@ -52,9 +52,9 @@ final class InterruptHandler: Sendable {
         done.store(true, ordering: .sequentiallyConsistent)
     }
 
-    private func received(_ signalNumber: Int32) {
+    private func received(_ signalNumber: Int32, times: Int) {
         let name = signalNumber == SIGINT ? "SIGINT (Ctrl-C)" : "SIGTERM"
-        let n = count.add(1, ordering: .sequentiallyConsistent).newValue
+        let n = count.add(times, ordering: .sequentiallyConsistent).newValue
         if done.load(ordering: .sequentiallyConsistent) { return }
         if n == 1 {
             cancellation.cancel()
@@ -135,13 +135,34 @@ final class LineInput: Sendable {
         }
         guard first else { return }
         let thread = Thread { [self] in
-            while let line = readLine(strippingNewline: true) {
-                self.deliver(line)
+            var pending: [UInt8] = []
+            while let chunk = Self.readChunk() {
+                pending += chunk
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    var line = Array(pending[..<newline])
+                    pending.removeFirst(newline + 1)
+                    if line.last == UInt8(ascii: "\r") { line.removeLast() }
+                    self.deliver(String(decoding: line, as: UTF8.self))
+                }
             }
+            if !pending.isEmpty { self.deliver(String(decoding: pending, as: UTF8.self)) }
             self.deliver(nil)
         }
         thread.name = "pgha-stdin"
         thread.start()
+    }
+
+    /// One `read(2)` from file descriptor 0 (not stdio's `stdin`, whose stream lock would be held
+    /// while blocked and make any `fflush(NULL)` elsewhere wait for the operator); nil at the end
+    /// of the input or on an error other than EINTR.
+    private static func readChunk() -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+            if n > 0 { return Array(buffer[0..<n]) }
+            if n < 0 && errno == EINTR { continue }
+            return nil
+        }
     }
 
     private func deliver(_ line: String?) {

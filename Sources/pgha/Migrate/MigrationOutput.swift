@@ -10,21 +10,23 @@ struct MigrationOutput: Sendable {
     let json: Bool
     let redactor: SecretRedactor
 
-    /// A line on standard output (flushed, so progress shows at once even through a pipe).
+    // Output goes straight to the file descriptors (`write(2)` through FileHandle), never through
+    // stdio: nothing is left in a buffer when the process is killed, and no `fflush(NULL)` can
+    // block on the stdin stream lock that the prompt's reader thread holds.
+
+    /// A line on standard output (unbuffered, so progress shows at once even through a pipe).
     func line(_ text: String = "") {
-        print(redactor.redact(text))
-        fflush(nil)
+        FileHandle.standardOutput.write(Data((redactor.redact(text) + "\n").utf8))
     }
 
     /// Text on standard output without a newline (prompts).
     func write(_ text: String) {
-        print(redactor.redact(text), terminator: "")
-        fflush(nil)
+        FileHandle.standardOutput.write(Data(redactor.redact(text).utf8))
     }
 
     /// A line on standard error.
     func errorLine(_ text: String) {
-        printError(redactor.redact(text))
+        FileHandle.standardError.write(Data((redactor.redact(text) + "\n").utf8))
     }
 
     /// One compact JSON object on standard output.

@@ -23,7 +23,7 @@ struct MigrationRenderer: MigrationObserver {
         case .runStarted(let command, let plan, let resumed):
             let state = try? store.load()
             let name = state?.playbook.name ?? "migration"
-            output.line("pgha \(command): \(name)" + (resumed ? " (continuing the saved migration)" : ""))
+            output.line("pgha \(command): \(name)" + (resumed && command != "rollback" ? " (continuing the saved migration)" : ""))
             output.line("state: \(store.stateFile)")
             output.line()
             output.line(Self.stageTable(plan: plan, state: state))
@@ -47,7 +47,7 @@ struct MigrationRenderer: MigrationObserver {
             }
 
         case .stageMessage(_, let message):
-            output.line("    \(message)")
+            output.line(Self.indent(message, by: 4))
 
         case .stageRunFailed(let stage, let failure):
             output.line("  \(stage) FAILED: \(failure.message)")
@@ -55,10 +55,6 @@ struct MigrationRenderer: MigrationObserver {
         case .gateEvaluated(let stage, let checks):
             output.line(Self.gateSummary(stage, checks))
             output.line(Self.indent(Self.gateTable(checks), by: 4))
-            for matrix in Self.extensionMatrices(checks) {
-                output.line()
-                output.line(Self.indent(matrix, by: 4))
-            }
 
         case .decision(let stage, let option, let reason):
             switch option {
@@ -157,37 +153,23 @@ struct MigrationRenderer: MigrationObserver {
         return "  gate \(stage): \(checks.worstVerdict.rawValue) (\(checks.count) check\(checks.count == 1 ? "" : "s")\(counts.isEmpty ? "" : ": " + counts.joined(separator: ", ")))"
     }
 
-    /// CHECK, VERDICT, OBSERVED, EXPECTED; then the advice of every check that did not pass.
-    static func gateTable(_ checks: [CheckResult]) -> String {
-        let rows = checks.map { [$0.name, $0.verdict.rawValue, $0.observed, $0.expected ?? "-"] }
-        var text = TextTable(header: ["CHECK", "VERDICT", "OBSERVED", "EXPECTED"], rows: rows).render()
-        for check in checks where check.verdict != .pass {
-            if let advice = check.advice { text += "\n\(check.verdict.rawValue) \(check.name): \(advice)" }
+    /// VERDICT, CHECK, OBSERVED (long observations cut at `width`); then, for every check that
+    /// did not pass, what was observed and expected in full and what to do.
+    static func gateTable(_ checks: [CheckResult], width: Int = 90) -> String {
+        let rows = checks.map { [$0.verdict.rawValue, $0.name, truncated($0.observed, to: width)] }
+        var text = TextTable(header: ["VERDICT", "CHECK", "OBSERVED"], rows: rows).render()
+        for check in checks where check.verdict == .fail || check.verdict == .warn {
+            text += "\n\n\(check.verdict.rawValue) \(check.name)"
+            text += "\n  observed: \(check.observed)"
+            if let expected = check.expected { text += "\n  expected: \(expected)" }
+            if let advice = check.advice { text += "\n  next:     \(advice)" }
         }
         return text
     }
 
-    /// The node × extension matrix, when a gate's check names carry both
-    /// (`extension.<name>@<node>`): one row per node, one column per extension, the observed value
-    /// (installed version) with its verdict.
-    static func extensionMatrices(_ checks: [CheckResult]) -> [String] {
-        var nodes: [String] = []
-        var extensions: [String] = []
-        var cells: [String: String] = [:]
-        for check in checks {
-            guard check.name.hasPrefix("extension."), let at = check.name.lastIndex(of: "@") else { continue }
-            let name = String(check.name[check.name.index(check.name.startIndex, offsetBy: 10)..<at])
-            let node = String(check.name[check.name.index(after: at)...])
-            guard !name.isEmpty, !node.isEmpty else { continue }
-            if !nodes.contains(node) { nodes.append(node) }
-            if !extensions.contains(name) { extensions.append(name) }
-            cells[node + "\u{0}" + name] = check.verdict == .pass ? check.observed : "\(check.observed) (\(check.verdict.rawValue))"
-        }
-        guard !nodes.isEmpty else { return [] }
-        let rows = nodes.map { node -> [String] in
-            [node] + extensions.map { (name: String) -> String in cells[node + "\u{0}" + name] ?? "-" }
-        }
-        return [TextTable(header: ["NODE"] + extensions.map { $0.uppercased() }, rows: rows).render()]
+    static func truncated(_ text: String, to width: Int) -> String {
+        let flat = text.replacingOccurrences(of: "\n", with: " ")
+        return flat.count <= width ? flat : String(flat.prefix(width - 1)) + "…"
     }
 
     static func indent(_ text: String, by count: Int) -> String {

@@ -66,9 +66,14 @@ struct StatusCommand: AsyncParsableCommand {
         out.line(TextTable(header: ["#", "STAGE", "BUILT", "STATUS", "ATTEMPTS", "FINISHED", "GATE"], rows: rows).render())
         for s in state.stages {
             if let reason = s.status.reason { out.line("  \(s.stage) \(s.status.name): \(reason)") }
-            for check in s.gate where check.verdict != .pass {
+            for check in s.gate where check.verdict == .fail || check.verdict == .warn {
                 out.line("  \(s.stage) gate \(check.verdict.rawValue) \(check.name): observed \(check.observed)" + (check.expected.map { ", expected \($0)" } ?? "") + (check.advice.map { " — \($0)" } ?? ""))
             }
+        }
+        if let matrix = ExtensionMatrix(checks: state.stage(.extensions).gate) {
+            out.line()
+            out.line("extensions (node × extension, from the last extensions gate):")
+            out.line(MigrationRenderer.indent(matrix.table(), by: 2))
         }
         let files = state.filesInPlace
         out.line()
