@@ -275,12 +275,7 @@ struct SandboxFixture: Sendable {
 
     /// SIGKILL the member's Patroni and its postmaster.
     func crash(member name: String) throws {
-        let member = try #require(sandbox.cluster.members.first { $0.name == name })
-        let patroniPID = try String(contentsOfFile: "\(sandbox.runDir)/\(name).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        let postmasterPID = try String(contentsOfFile: "\(member.dataDir)/postmaster.pid", encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
-        for pid in [patroniPID, postmasterPID] {
-            if let value = Int32(pid) { kill(value, SIGKILL) }
-        }
+        try #require(try SandboxController(configuration: sandbox).crash(member: name).count == 2)
     }
 
     /// `pgha sandbox up` again: restarts whatever is not running (the crashed member).

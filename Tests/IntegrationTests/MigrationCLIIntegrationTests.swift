@@ -184,10 +184,14 @@ struct MigrationCLIIntegrationTests {
                 break
             }
             crashes += 1
+            // Either the rollback was interrupted (and the state says so), or the kill came after
+            // its last write (the outcome is recorded): `pgha resume` finishes it or has nothing to do.
             let state = try StateStore(directory: work.stateDir).load()
-            #expect(state.direction == .rollback, "an interrupted rollback is recorded as one (n=\(n))")
+            let finished = state.lastOutcome == .rolledBack(requested: true)
+            #expect(state.direction == .rollback || finished, "an interrupted rollback is recorded as one (n=\(n))")
             let resume = cli.run(["resume", "--state-dir", work.stateDir], in: work)
             #expect(resume.exitCode == 0, "n=\(n): \(resume)")
+            if finished { #expect(resume.stdout.contains("Nothing to resume"), "n=\(n): \(resume)") }
             #expect(try work.tree(includingState: false) == original, "n=\(n)")
             let report = try CLIHarness.decodeReport(cli.run(["status", "--state-dir", work.stateDir, "--json"], in: work).stdout)
             #expect(report.stages.prefix(3).allSatisfy { $0.status == .rolledBack }, "n=\(n)")
@@ -320,7 +324,7 @@ struct MigrationCLIIntegrationTests {
         #expect(try work.endState() == reference)
     }
 
-    @Test("two quick Ctrl-C at a prompt end cleanly (exit 130, state readable, lock free); SIGTERM during run exits 130 or finishes")
+    @Test("two quick Ctrl-C at a prompt end cleanly (exit 130, state readable, lock free); SIGTERM at a prompt and during run")
     func repeatedSignals() throws {
         let cli = try CLIHarness.make()
         let reference = try cli.referenceRun()
@@ -339,6 +343,19 @@ struct MigrationCLIIntegrationTests {
         #expect(cli.run(["resume", "--state-dir", work.stateDir, "--unattended"], in: work).exitCode == 5)
         #expect(try work.endState() == reference)
 
+        // SIGTERM at a prompt: the same clean stop.
+        let prompt = try Workspace(cli)
+        defer { prompt.remove() }
+        let asking = try cli.start(["migrate", "sandbox.yml", "--state-dir", prompt.stateDir], in: prompt, stdin: .open)
+        asking.send("y\n")
+        #expect(asking.waitForOutput("Run stage 'extensions' now?", timeout: 120), "\(asking.stdout)")
+        asking.signal(SIGTERM)
+        let terminated = asking.wait(timeout: 60)
+        #expect(terminated.exitCode == 130, "\(terminated)")
+        #expect(terminated.stderr.contains("SIGTERM received"), "\(terminated)")
+        #expect(try CLIHarness.decodeReport(cli.run(["status", "--state-dir", prompt.stateDir, "--json"], in: prompt).stdout).outcome == .interrupted(.extensions))
+
+        // SIGTERM while `pgha run` works (the run is short: it may finish first).
         let term = try Workspace(cli)
         defer { term.remove() }
         let running = try cli.start(["run", "sandbox.yml", "--state-dir", term.stateDir], in: term)
@@ -350,8 +367,48 @@ struct MigrationCLIIntegrationTests {
             #expect(stopped.stderr.contains("SIGTERM received"), "\(stopped)")
             #expect(stopped.stdout.contains("pgha resume"), "\(stopped)")
         }
+        print("SIGTERM during pgha run: \(stopped.exitCode == 130 ? "interrupted (exit 130)" : "the run finished first (exit 5)")")
         #expect(cli.run(["resume", "--state-dir", term.stateDir], in: term).exitCode == 5)
         #expect(try term.endState() == reference)
+    }
+
+    @Test("a stage failing after changes: guided retry / abort / rollback, and run's on_failure: rollback (exit 4)")
+    func failureDecisions() throws {
+        let cli = try CLIHarness.make()
+        // patroni.yml's path is a directory: the config stage writes the other files, then fails.
+        let work = try Workspace(cli, blockedOutput: "patroni.yml")
+        defer { work.remove() }
+        let original = try work.tree(includingState: false)
+
+        let aborted = cli.run(["migrate", "sandbox.yml", "--state-dir", work.stateDir], in: work, stdin: .text("y\ny\ny\nr\na\n"))
+        #expect(aborted.exitCode == 3, "\(aborted)")
+        #expect(aborted.stdout.contains("Stage 'config' failed"), "\(aborted)")
+        #expect(aborted.stdout.contains("[r]etry / [s]kip / roll[b]ack / [a]bort"), "rollback is offered once something changed: \(aborted)")
+        #expect(aborted.stdout.contains("running config (attempt 2)"), "retried: \(aborted)")
+        #expect(try work.tree(includingState: false) != original, "the files written before the failure stay until rollback")
+        let stopped = try CLIHarness.decodeReport(cli.run(["status", "--state-dir", work.stateDir, "--json"], in: work).stdout)
+        #expect(stopped.outcome == .stoppedAfterFailure(.config))
+        #expect(stopped.stages[2].status.name == "failed")
+
+        // Declining the rollback confirmation asks again; then roll back for real.
+        let rolledBack = cli.run(["resume", "--state-dir", work.stateDir], in: work, stdin: .text("y\nb\nn\nb\ny\n"))
+        #expect(rolledBack.exitCode == 4, "\(rolledBack)")
+        #expect(rolledBack.stdout.contains("Not rolled back."), "\(rolledBack)")
+        #expect(try work.tree(includingState: false) == original, "every file restored exactly")
+
+        // Unattended: the playbook says on_failure: rollback.
+        let run = cli.run(["run", "sandbox.yml", "--state-dir", work.stateDir], in: work)
+        #expect(run.exitCode == 4, "\(run)")
+        #expect(run.stdout.contains("A stage failed and the run rolled back"), "\(run)")
+        #expect(try work.tree(includingState: false) == original)
+
+        // Without a state dir the same failure with "a" at once, then a skip of config with reason.
+        let skip = try Workspace(cli, blockedOutput: "patroni.yml")
+        defer { skip.remove() }
+        let skipped = cli.run(["migrate", "sandbox.yml", "--state-dir", skip.stateDir], in: skip, stdin: .text("y\ny\ny\ns\nfiles are managed elsewhere\ny\n"))
+        #expect(skipped.exitCode == 5, "skipping config reaches the unbuilt sync stage: \(skipped)")
+        let report = try CLIHarness.decodeReport(cli.run(["status", "--state-dir", skip.stateDir, "--json"], in: skip).stdout)
+        #expect(report.stages[2].status == .skipped(reason: "files are managed elsewhere"))
     }
 
     // MARK: - Secrets, errors, lock
@@ -370,8 +427,10 @@ struct MigrationCLIIntegrationTests {
         outputs.append(("run --json", cli.run(["run", "sandbox.yml", "--state-dir", work.stateDir, "--json"], in: work, environment: verbose)))
         outputs.append(("status", cli.run(["status", "--state-dir", work.stateDir], in: work, environment: verbose)))
         outputs.append(("status --json", cli.run(["status", "--state-dir", work.stateDir, "--json"], in: work, environment: verbose)))
-        let stateText = try String(contentsOfFile: work.stateDir + "/state.json", encoding: .utf8)
+        var stateText = try String(contentsOfFile: work.stateDir + "/state.json", encoding: .utf8)
         outputs.append(("rollback --json", cli.run(["rollback", "--state-dir", work.stateDir, "--json"], in: work, environment: verbose)))
+        stateText += try String(contentsOfFile: work.stateDir + "/state.json", encoding: .utf8)
+        #expect(outputs.last?.1.exitCode == 0)
         #expect(outputs[3].1.exitCode == 5, "\(outputs[3].1)")
 
         // The generated .env does carry the password (the application needs it): the check below
@@ -427,28 +486,32 @@ struct MigrationCLIIntegrationTests {
         #expect(newer.stdout.contains(#""code":"stateTooNew""#) && newer.stdout.contains(#""exitCode":7"#), "\(newer)")
     }
 
-    @Test("a held lock gives exit 6 naming the holder; a changed playbook exit 2 unless accepted")
+    @Test("a held lock gives exit 6 naming the holder (status still reads); a changed playbook exit 2 unless accepted")
     func lockAndPlaybookChange() throws {
         let cli = try CLIHarness.make()
         let work = try Workspace(cli)
         defer { work.remove() }
         #expect(cli.run(["run", "sandbox.yml", "--state-dir", work.stateDir, "--until", "prerequisites"], in: work).exitCode == 0)
 
-        // Another process holds the state directory's lock (flock(1) stands in for a runner).
-        let holder = try cli.start(["flock", work.stateDir + "/lock", "sleep", "30"], in: work, executable: "/usr/bin/flock")
-        Thread.sleep(forTimeInterval: 0.3)
+        // A guided run waiting at its first question holds the state directory's lock.
+        let holder = try cli.start(["migrate", "sandbox.yml", "--state-dir", work.stateDir], in: work, stdin: .open)
+        #expect(holder.waitForOutput("Run stage 'extensions' now?", timeout: 120), "\(holder.stdout)")
         let locked = cli.run(["resume", "--state-dir", work.stateDir], in: work)
-        holder.signal(SIGKILL)
-        _ = holder.wait(timeout: 10)
         #expect(locked.exitCode == 6, "\(locked)")
-        #expect(locked.stderr.contains("the state directory is in use"), "\(locked)")
+        #expect(locked.stderr.contains("the state directory is in use by pgha migrate (pid \(holder.process.processIdentifier)"), "\(locked)")
+        let status = cli.run(["status", "--state-dir", work.stateDir], in: work)
+        #expect(status.exitCode == 0, "status reads without the lock: \(status)")
+        #expect(status.stdout.contains("lock:      held by pgha migrate (pid \(holder.process.processIdentifier)"), "\(status)")
+        holder.closeInput()  // end of input: the safe answer, stop
+        let declined = holder.wait(timeout: 60)
+        #expect(declined.exitCode == 9, "\(declined)")
 
         try (try String(contentsOfFile: work.path + "/sandbox.yml", encoding: .utf8) + "\n# edited\n")
             .write(toFile: work.path + "/sandbox.yml", atomically: true, encoding: .utf8)
         let changed = cli.run(["resume", "--state-dir", work.stateDir], in: work)
         #expect(changed.exitCode == 2, "\(changed)")
         #expect(changed.stderr.contains("--accept-playbook-change"), "\(changed)")
-        let accepted = cli.run(["resume", "--state-dir", work.stateDir, "--accept-playbook-change"], in: work)
+        let accepted = cli.run(["resume", "--state-dir", work.stateDir, "--accept-playbook-change", "--unattended"], in: work)
         #expect(accepted.exitCode == 5, "\(accepted)")
     }
 
@@ -646,8 +709,10 @@ struct CLIHarness {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: secretsDir)) ?? [] {
             guard let text = try? String(contentsOfFile: secretsDir + "/" + name, encoding: .utf8) else { continue }
             if name == "pgpass" {
-                for line in text.split(separator: "\n") {
-                    if let last = line.split(separator: ":", omittingEmptySubsequences: false).last { secrets.insert(String(last)) }
+                // hostname:port:database:username:password (comments start with #)
+                for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                    let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+                    if fields.count == 5 { secrets.insert(String(fields[4])) }
                 }
             } else {
                 secrets.insert(text.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -704,8 +769,13 @@ struct Workspace {
     var stateDir: String { path + "/state" }
     var outDir: String { path + "/.pgha/sandbox/out" }
 
-    init(_ cli: CLIHarness) throws {
+    /// - Parameter blockedOutput: an output file name whose path is made a directory, so that
+    ///   writing it fails.
+    init(_ cli: CLIHarness, blockedOutput: String? = nil) throws {
         path = NSTemporaryDirectory() + "pgha-cli-\(UUID().uuidString)"
+        if let blockedOutput {
+            try FileManager.default.createDirectory(atPath: path + "/.pgha/sandbox/out/" + blockedOutput, withIntermediateDirectories: true)
+        }
         try FileManager.default.createDirectory(atPath: path + "/.pgha/sandbox/out", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: CLIHarness.repository + "/playbooks/sandbox.yml", toPath: path + "/sandbox.yml")
         try Data("# the application's current settings\nAPP_SETTING=keep-me\n".utf8).write(to: URL(fileURLWithPath: outDir + "/app.env"))

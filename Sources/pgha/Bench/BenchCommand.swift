@@ -149,10 +149,7 @@ struct BenchCommand: AsyncParsableCommand {
         }
 
         func crash(_ sb: SandboxConfiguration, member name: String) throws {
-            guard let member = sb.cluster.members.first(where: { $0.name == name }) else { return }
-            let patroni = try String(contentsOfFile: "\(sb.runDir)/\(name).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            let postmaster = try String(contentsOfFile: "\(member.dataDir)/postmaster.pid", encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
-            for pid in [patroni, postmaster] { if let p = Int32(pid) { kill(p, SIGKILL) } }
+            try SandboxController(configuration: sb).crash(member: name)
         }
     }
 }

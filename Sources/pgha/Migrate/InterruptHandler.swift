@@ -28,8 +28,10 @@ final class InterruptHandler: Sendable {
         self.lockFile = lockFile
     }
 
-    /// Starts handling SIGINT and SIGTERM.
+    /// Starts handling SIGINT and SIGTERM; ignores SIGPIPE (a closed output must not kill a
+    /// migration half-way).
     func install() {
+        signal(SIGPIPE, SIG_IGN)
         for signalNumber in [SIGINT, SIGTERM] {
             signal(signalNumber, SIG_IGN)
             let box = SignalSource(DispatchSource.makeSignalSource(signal: signalNumber, queue: .global()))
@@ -67,7 +69,8 @@ final class InterruptHandler: Sendable {
         if let holder = StateLock.currentHolder(path: lockFile), holder.pid == getpid() {
             unlink(lockFile)
         }
-        fflush(nil)
+        // No fflush: this module writes unbuffered, and a stdio lock held elsewhere must not
+        // keep the process from leaving.
         _exit(MigrationExitCode.interrupted.rawValue)
     }
 }

@@ -74,7 +74,8 @@ enum MigrationStages {
 /// The exit-code table for `--help` discussions, from `MigrationExitCode`.
 enum MigrationHelp {
     static func exitCodes(_ codes: [MigrationExitCode]) -> String {
-        "Exit codes: " + codes.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: "; ") + "."
+        "Exit codes: " + codes.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: "; ")
+            + "; 64 the command line itself is malformed (unknown option, missing argument)."
     }
 
     /// Every code a command that runs stages can return.
@@ -142,9 +143,13 @@ struct MigrationSession {
         } catch {
             throw output.fail(error)
         }
+        // The renderer already shows every failure; the runner's own log lines are for
+        // PGHA_LOG_LEVEL=info/debug/trace (and errors).
+        var logger = Logger(label: "pgha.migration")
+        if ProcessInfo.processInfo.environment["PGHA_LOG_LEVEL"] == nil { logger.logLevel = .error }
         var configuration = MigrationRunner.Configuration(
             playbook: playbook, store: store, executors: executors, decider: decider, observer: observer,
-            cancellation: cancellation, logger: Logger(label: "pgha.migration"), toolVersion: PGHAVersion.current,
+            cancellation: cancellation, logger: logger, toolVersion: PGHAVersion.current,
             allowPlaybookChange: allowPlaybookChange)
         configuration.stateWriteHook = CrashTestHook.fromEnvironment()
         return MigrationRunner(configuration)
@@ -203,7 +208,6 @@ enum CrashTestHook {
         guard after != nil || before != nil else { return nil }
         return { write, written in
             if (written && write == after) || (!written && write == before) {
-                fflush(nil)
                 kill(getpid(), SIGKILL)
             }
         }

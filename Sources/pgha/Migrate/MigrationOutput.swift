@@ -16,17 +16,23 @@ struct MigrationOutput: Sendable {
 
     /// A line on standard output (unbuffered, so progress shows at once even through a pipe).
     func line(_ text: String = "") {
-        FileHandle.standardOutput.write(Data((redactor.redact(text) + "\n").utf8))
+        Self.emit(redactor.redact(text) + "\n", to: .standardOutput)
     }
 
     /// Text on standard output without a newline (prompts).
     func write(_ text: String) {
-        FileHandle.standardOutput.write(Data(redactor.redact(text).utf8))
+        Self.emit(redactor.redact(text), to: .standardOutput)
     }
 
     /// A line on standard error.
     func errorLine(_ text: String) {
-        FileHandle.standardError.write(Data((redactor.redact(text) + "\n").utf8))
+        Self.emit(redactor.redact(text) + "\n", to: .standardError)
+    }
+
+    /// A reader that went away (`pgha run | head`) must not stop a migration half-way: write
+    /// errors are ignored (SIGPIPE is ignored while stages run, see `InterruptHandler`).
+    private static func emit(_ text: String, to handle: FileHandle) {
+        try? handle.write(contentsOf: Data(text.utf8))
     }
 
     /// One compact JSON object on standard output.

@@ -10,7 +10,8 @@ struct ResumeCommand: AsyncParsableCommand {
             Reads the state in --state-dir and the playbook it names, and continues from the last \
             completed step: a stage found "running" (the runner was interrupted inside it) runs \
             again, its finished steps are recognised and not repeated (every step is idempotent). \
-            An interrupted rollback is finished first. It asks before each stage like `pgha \
+            An interrupted rollback is finished first; after a finished rollback there is nothing \
+            to resume (exit 0; `pgha migrate` or `pgha run` start again). It asks before each stage like `pgha \
             migrate` when the migration was started with `pgha migrate` (or with --guided), and \
             runs unattended like `pgha run` when it was started with `pgha run` (or with \
             --unattended).
@@ -37,6 +38,18 @@ struct ResumeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (session, state) = try MigrationSession.openFromState(options: options, json: output.json)
+        if state.direction == .forward, case .rolledBack? = state.lastOutcome {
+            // A finished rollback is not something to continue: starting the migration over is a
+            // decision for `pgha migrate` / `pgha run`, not a side effect of "resume".
+            let out = session.output
+            if output.json {
+                out.jsonLine(ReportLine(report: MigrationReport(state: state, store: session.store)))
+            } else {
+                out.line("Nothing to resume: the migration was rolled back and the application is in single-node mode.")
+                out.line("`pgha migrate \(StateStore.shellQuoted(state.resolvedPlaybookPath))\(session.store.directoryArgument)` (or `pgha run`) starts it again.")
+            }
+            return
+        }
         let startedGuided = state.runs.last { $0.command == "migrate" || $0.command == "run" }?.command == "migrate"
         let ask = guided || (!unattended && !output.json && startedGuided)
         try await session.run(.resume(until: until.stage(session.output)), command: "resume", guided: ask, allowPlaybookChange: playbookChange.accept)

@@ -66,7 +66,10 @@ await withTaskGroup(of: Void.self) { group in
             _ = try? await pool.query("SELECT 1")
         })
         results["PostgresNIO PostgresClient", default: []].append(await rate(seconds, concurrency: concurrency) {
-            if let rows = try? await client.query("SELECT 1") { for try await _ in rows {} }
+            do {
+                let rows = try await client.query("SELECT 1")
+                for try await _ in rows {}
+            } catch {}
         })
         print("round \(round)/\(rounds)")
     }
