@@ -53,6 +53,12 @@ public struct FailoverDrill: Sendable {
         public var patroniPromotionSeconds: Double?
         /// From the REST API first naming the new leader to the first write acknowledged by it.
         public var firstWriteAfterLeaderNamedSeconds: Double?
+        /// From the new leader's PostgreSQL first seen out of recovery (5 ms polling) to the first
+        /// write acknowledged by it: the pool's own reaction time.
+        public var firstWriteAfterPromotionSeconds: Double?
+        /// From the REST API naming the new leader to its PostgreSQL leaving recovery (Patroni's
+        /// promotion; no client may write before it).
+        public var promotionAfterLeaderNamedSeconds: Double?
         /// Failovers the pool counted.
         public var poolFailovers = 0
         public var errors: [String] = []
@@ -87,6 +93,8 @@ public struct FailoverDrill: Sendable {
               write unavailability     \(s(writeUnavailableSeconds))
               Patroni promotion        \(s(patroniPromotionSeconds)) (trigger → REST names new leader)
               first write on new leader \(s(firstWriteAfterLeaderNamedSeconds)) after REST named it
+                of which: promotion     \(s(promotionAfterLeaderNamedSeconds)) (REST named it → it left recovery)
+                          pool reaction \(s(firstWriteAfterPromotionSeconds)) (left recovery → first write)
             \(passed ? "PASS" : "FAIL"): \(writesLost) lost, \(writesDuplicated) duplicated, \(writesOnNonLeader) on a non-leader
             """
         }
@@ -110,6 +118,9 @@ public struct FailoverDrill: Sendable {
         /// Leader names in the order the REST API first named them, with the time.
         var named: [(String, ContinuousClock.Instant)] = []
         var members: [String: NodeAddress] = [:]
+        /// When each server was first seen out of recovery after the trigger.
+        var leftRecovery: [NodeAddress: ContinuousClock.Instant] = [:]
+        var triggered = false
     }
 
     /// Shared between the workload tasks.
@@ -145,6 +156,7 @@ public struct FailoverDrill: Sendable {
         var report = Report(trigger: { if case .switchover = trigger { "switchover" } else { "external" } }())
         report.oldLeader = oldLeader
         let failoversBefore = pool.statistics().failovers
+        let startedAt = ContinuousClock.now
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             // REST monitor: when did the API first name each leader?
@@ -158,6 +170,33 @@ public struct FailoverDrill: Sendable {
                         }
                     }
                     try? await Task.sleep(for: .milliseconds(5))
+                }
+            }
+            // Recovery monitor: a direct connection to every member, asking pg_is_in_recovery()
+            // every 5 ms, to tell when the new leader's PostgreSQL really took writes.
+            let addresses = initial.members.compactMap { m in m.host.flatMap { h in m.port.map { NodeAddress(host: h, port: $0) } } }
+            for address in addresses {
+                group.addTask {
+                    var config = PGConnectionConfig(host: address.host, port: address.port, database: pool.config.database, user: pool.config.user, password: pool.config.password)
+                    config.connectTimeout = .milliseconds(500)
+                    var conn: PGConnection?
+                    while !box.stop.load(ordering: .relaxed) {
+                        do {
+                            if conn == nil || conn?.isHealthy == false { conn = try await PGConnection.connect(config) }
+                            let inRecovery = try await conn!.query("SELECT pg_is_in_recovery()", timeout: .milliseconds(500)).bool(0, 0) ?? true
+                            let now = ContinuousClock.now
+                            if !inRecovery {
+                                box.shared.withLock { s in
+                                    if s.triggered && s.leftRecovery[address] == nil { s.leftRecovery[address] = now }
+                                }
+                            }
+                        } catch {
+                            conn?.close()
+                            conn = nil
+                        }
+                        try? await Task.sleep(for: .milliseconds(5))
+                    }
+                    conn?.close()
                 }
             }
             for writer in 0..<options.writers {
@@ -199,6 +238,7 @@ public struct FailoverDrill: Sendable {
                 defer { box.stop.store(true, ordering: .relaxed) }
                 try await Task.sleep(for: options.warmUp)
                 let triggeredAt = ContinuousClock.now
+                box.shared.withLock { $0.triggered = true }
                 switch trigger {
                 case .switchover: _ = try await client.switchover(leader: oldLeader, candidate: nil)
                 case .external(let act): try await act(oldLeader)
@@ -215,8 +255,8 @@ public struct FailoverDrill: Sendable {
         }
 
         // Analysis.
-        let (acks, named, members, unknown, failed, reads, readsFailed, errors) = box.shared.withLock { s in
-            (s.acks, s.named, s.members, s.unknown, s.failed, s.reads, s.readsFailed, s.errors)
+        let (acks, named, members, unknown, failed, reads, readsFailed, errors, leftRecovery) = box.shared.withLock { s in
+            (s.acks, s.named, s.members, s.unknown, s.failed, s.reads, s.readsFailed, s.errors, s.leftRecovery)
         }
         report.writesAcknowledged = acks.count
         report.writesOutcomeUnknown = unknown
@@ -231,9 +271,17 @@ public struct FailoverDrill: Sendable {
         report.newLeader = newLeader?.0 ?? named.last { $0.0 != "trigger" }?.0
         if let triggerAt, let newLeader { report.patroniPromotionSeconds = (newLeader.1 - triggerAt).asSeconds }
         if let newLeader, let address = members[newLeader.0] {
-            let first = acks.filter { $0.host == address.host && $0.port == address.port && $0.at >= newLeader.1 }.map(\.at).min()
-                ?? acks.filter { $0.host == address.host && $0.port == address.port }.map(\.at).min()
-            if let first { report.firstWriteAfterLeaderNamedSeconds = (first - newLeader.1).asSeconds }
+            // "The REST API named the new leader" = the first time any client here learned it:
+            // the drill's own 5 ms monitor or the pool's topology refresh, whichever was first.
+            let since = triggerAt ?? startedAt
+            let poolSaw = pool.leaderFirstNamed.last { entry in entry.node == address && entry.at >= since }?.at
+            let namedAt = [newLeader.1, poolSaw].compactMap { $0 }.min()!
+            let first = acks.filter { ack in ack.host == address.host && ack.port == address.port && ack.at >= since }.map(\.at).min()
+            if let first { report.firstWriteAfterLeaderNamedSeconds = (first - namedAt).asSeconds }
+            if let first, let promoted = leftRecovery[address] {
+                report.firstWriteAfterPromotionSeconds = (first - promoted).asSeconds
+                report.promotionAfterLeaderNamedSeconds = (promoted - namedAt).asSeconds
+            }
         }
         let times = acks.map(\.at).sorted()
         if times.count > 1 {

@@ -30,6 +30,7 @@ public final class PatroniHAPool: Sendable {
     private let wakeup = Wakeup()
     private let loop = Mutex<Task<Void, Never>?>(nil)
     private let failoverLog = Mutex<[FailoverEvent]>([])
+    private let namedLeaders = Mutex<[(NodeAddress, ContinuousClock.Instant)]>([])
 
     struct PoolKey: Hashable, Sendable {
         let node: NodeAddress
@@ -145,6 +146,7 @@ public final class PatroniHAPool: Sendable {
                     do {
                         let topology = try await source.fetch()
                         counters.recordRefresh(latency: .now - started)
+                        recordNamedLeader(topology.leader?.address)
                         feed { $0.fetchSucceeded(topology, now: .now) }
                     } catch {
                         counters.topologyRefreshFailures.add(1, ordering: .relaxed)
@@ -563,6 +565,23 @@ public final class PatroniHAPool: Sendable {
 
     /// Refresh latencies (seconds) of the recent refreshes, for benchmarks.
     public var refreshLatencies: [Double] { counters.refreshLatencies }
+
+    /// When this pool's topology refreshes first saw each leader the REST API named, in order
+    /// (for drills: how long after the API named a leader did the first write land on it).
+    public var leaderFirstNamed: [(node: NodeAddress, at: ContinuousClock.Instant)] {
+        namedLeaders.withLock { $0.map { (node: $0.0, at: $0.1) } }
+    }
+
+    private func recordNamedLeader(_ leader: NodeAddress?) {
+        guard let leader else { return }
+        let now = ContinuousClock.now
+        namedLeaders.withLock { list in
+            if list.last?.0 != leader {
+                list.append((leader, now))
+                if list.count > 64 { list.removeFirst(list.count - 64) }
+            }
+        }
+    }
 
     /// Leader changes the pool went through.
     public var failovers: [FailoverEvent] { failoverLog.withLock { $0 } }

@@ -50,24 +50,34 @@ struct BenchCommand: AsyncParsableCommand {
             let pgConfig = PGConnectionConfig(host: leader.host, port: leader.port, database: config.database, user: config.user, password: config.password)
             let conn = try await PGConnection.connect(pgConfig)
             let raw = try RawLibPQ(host: leader.host, port: leader.port, database: config.database, user: config.user, password: config.password ?? "")
-            let duration = Duration.milliseconds(Int64(seconds * 1000))
-            var results: [String: [Double]] = [:]
-            for round in 1...rounds {
-                // Synchronous variants run on a dedicated thread (the caller's own thread, as an
-                // application thread would), never on Swift's cooperative pool.
-                results["raw libpq PQexec", default: []].append(await BlockingIOPool.shared.run { measure(duration) { raw.select1() } })
-                results["PGClient sync", default: []].append(await BlockingIOPool.shared.run { measure(duration) { _ = try? conn.query("SELECT 1") } })
-                results["pool querySync", default: []].append(await BlockingIOPool.shared.run { measure(duration) { _ = try? pool.querySync("SELECT 1") } })
-                results["pool query async", default: []].append(await measureAsync(duration) { _ = try? await pool.query("SELECT 1") })
-                print("round \(round)/\(rounds) done")
+            // Interleaved blocks of `block` queries, variants in rotating order, so that drift in
+            // machine load (two cores shared with the servers) hits every variant alike.
+            let blocks = max(1, Int(seconds * Double(rounds) * 20))
+            let block = 500
+            let sync = await BlockingIOPool.shared.run {
+                interleaved(blocks: blocks, block: block, [
+                    ("raw libpq PQexec", { raw.select1() }),
+                    ("PGClient sync", { _ = try? conn.query("SELECT 1") }),
+                    ("pool querySync", { _ = try? pool.querySync("SELECT 1") }),
+                ])
             }
+            let async = await interleavedAsync(blocks: blocks / 2, block: block, [
+                ("raw libpq PQexec", { raw.select1() }),
+                ("pool query async", { _ = try? await pool.query("SELECT 1") }),
+            ])
             await pool.close()
             conn.close()
-            let baseline = median(results["raw libpq PQexec"]!)
-            print("\nSELECT 1 on one loopback connection, \(rounds) × \(seconds) s each, median queries/s:")
-            for name in ["raw libpq PQexec", "PGClient sync", "pool querySync", "pool query async"] {
-                let value = median(results[name]!)
-                print("  " + name.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: " %9.0f /s   %.3f× raw libpq", value, value / baseline))
+            print("SELECT 1 on one loopback connection to the leader (\(blocks) interleaved blocks of \(block) per variant):")
+            print("  synchronous, on a dedicated thread:")
+            report(sync, baseline: "raw libpq PQexec")
+            print("  async (Swift concurrency), raw libpq called from the same task as baseline:")
+            report(async, baseline: "raw libpq PQexec")
+        }
+
+        func report(_ rates: [(String, Double)], baseline: String) {
+            let base = rates.first { $0.0 == baseline }!.1
+            for (name, value) in rates {
+                print("    " + name.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: " %9.0f /s   %.3f× raw libpq", value, value / base))
             }
         }
     }
@@ -120,7 +130,7 @@ struct BenchCommand: AsyncParsableCommand {
             let client = PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: httpConfig))
             try await pool.start()
             let kinds = kind == "both" ? ["switchover", "crash"] : [kind]
-            print("kind        promotion(REST)  first write after REST named  max write gap  lost dup non-leader")
+            print("kind        trigger→REST named  REST named→1st write  (promotion + pool reaction)  max write gap  lost dup non-leader")
             for k in kinds {
                 for _ in 0..<repeats {
                     try await waitHealthy(client)
@@ -131,9 +141,13 @@ struct BenchCommand: AsyncParsableCommand {
                         ? .external { leader in try crash(sb, member: leader) }
                         : .switchover
                     let r = try await FailoverDrill(pool: pool, client: client, options: options).run(trigger: trigger)
-                    print(String(format: "%-11@ %8.3f s       %8.3f s                    %7.3f s      %d %d %d", k as NSString,
-                                 r.patroniPromotionSeconds ?? -1, r.firstWriteAfterLeaderNamedSeconds ?? -1, r.writeUnavailableSeconds ?? -1,
-                                 r.writesLost, r.writesDuplicated, r.writesOnNonLeader))
+                    func f(_ v: Double?) -> String { v.map { String(format: "%.3f s", $0) } ?? "-" }
+                    print(k.padding(toLength: 12, withPad: " ", startingAt: 0)
+                          + f(r.patroniPromotionSeconds).padding(toLength: 20, withPad: " ", startingAt: 0)
+                          + f(r.firstWriteAfterLeaderNamedSeconds).padding(toLength: 22, withPad: " ", startingAt: 0)
+                          + "(\(f(r.promotionAfterLeaderNamedSeconds)) + \(f(r.firstWriteAfterPromotionSeconds)))".padding(toLength: 30, withPad: " ", startingAt: 0)
+                          + f(r.writeUnavailableSeconds).padding(toLength: 15, withPad: " ", startingAt: 0)
+                          + "\(r.writesLost) \(r.writesDuplicated) \(r.writesOnNonLeader)")
                     if k == "crash" { _ = try await SandboxController(configuration: sb).up(timeout: .seconds(120)) }
                 }
             }
@@ -154,32 +168,34 @@ struct BenchCommand: AsyncParsableCommand {
     }
 }
 
-func measure(_ duration: Duration, _ body: () -> Void) -> Double {
-    let start = ContinuousClock.now
-    var n = 0
-    while true {
-        for _ in 0..<100 { body() }
-        n += 100
-        let elapsed = ContinuousClock.now - start
-        if elapsed >= duration { return Double(n) / elapsed.asSeconds }
+/// Runs each variant in `blocks` rounds of `block` calls, rotating which goes first; returns
+/// calls per second per variant, in the given order.
+func interleaved(blocks: Int, block: Int, _ variants: [(String, () -> Void)]) -> [(String, Double)] {
+    var spent = [Duration](repeating: .zero, count: variants.count)
+    for round in 0..<blocks {
+        for offset in 0..<variants.count {
+            let index = (round + offset) % variants.count
+            let start = ContinuousClock.now
+            for _ in 0..<block { variants[index].1() }
+            spent[index] += ContinuousClock.now - start
+        }
     }
+    return variants.indices.map { (variants[$0].0, Double(blocks * block) / spent[$0].asSeconds) }
 }
 
-func measureAsync(_ duration: Duration, _ body: () async -> Void) async -> Double {
-    let start = ContinuousClock.now
-    var n = 0
-    while true {
-        for _ in 0..<100 { await body() }
-        n += 100
-        let elapsed = ContinuousClock.now - start
-        if elapsed >= duration { return Double(n) / elapsed.asSeconds }
+func interleavedAsync(blocks: Int, block: Int, _ variants: [(String, () async -> Void)]) async -> [(String, Double)] {
+    var spent = [Duration](repeating: .zero, count: variants.count)
+    for round in 0..<blocks {
+        for offset in 0..<variants.count {
+            let index = (round + offset) % variants.count
+            let start = ContinuousClock.now
+            for _ in 0..<block { await variants[index].1() }
+            spent[index] += ContinuousClock.now - start
+        }
     }
+    return variants.indices.map { (variants[$0].0, Double(blocks * block) / spent[$0].asSeconds) }
 }
 
-func median(_ values: [Double]) -> Double {
-    let s = values.sorted()
-    return s[s.count / 2]
-}
 
 /// The baseline: libpq with nothing around it (PQconnectdb, PQexec, PQclear).
 /// Used from one thread at a time (the benchmark's), hence the unchecked conformance.
