@@ -27,18 +27,27 @@ public struct SeedVerification: Sendable {
 
     /// Runs every check in order; a failed `pool_initialization` turns the rest into SKIP.
     public func run() async -> VerificationReport {
+        await runReportingStart().report
+    }
+
+    /// `run()`, plus the error that stopped the pools from starting, if any (for exit codes).
+    public func runReportingStart() async -> (report: VerificationReport, startError: HAError?) {
         let startedAt = Date()
         var results: [CheckResult] = []
-        let initResult = await CheckRunner.run([Check(name: "pool_initialization") { await poolInitialization() }])
-        results += initResult
-        guard initResult.first?.verdict != .fail else {
+        let started = ContinuousClock.now
+        let startError: HAError?
+        do { try await pools.start(); startError = nil } catch { startError = error }
+        var initResult = poolInitialization(startError)
+        initResult.durationMs = (ContinuousClock.now - started).asSeconds * 1000
+        results.append(initResult)
+        guard startError == nil else {
             for name in ["health_check", "write_to_primary", "read_from_replica", "read_write_split", "replica_lag", "rest_api_hosts"] {
                 results.append(CheckResult(name: name, verdict: .skip, observed: "pool initialization failed"))
             }
-            return VerificationReport(checks: results, startedAt: startedAt, mode: pools.mode.rawValue)
+            return (VerificationReport(checks: results, startedAt: startedAt, mode: pools.mode.rawValue), startError)
         }
         results += await CheckRunner.run(checks)
-        return VerificationReport(checks: results, startedAt: startedAt, mode: pools.mode.rawValue)
+        return (VerificationReport(checks: results, startedAt: startedAt, mode: pools.mode.rawValue), nil)
     }
 
     var checks: [Check] {
@@ -53,21 +62,21 @@ public struct SeedVerification: Sendable {
         ]
     }
 
-    func poolInitialization() async -> CheckResult {
-        do {
-            try await pools.start()
+    func poolInitialization(_ error: HAError?) -> CheckResult {
+        guard let error else {
             if let pool = pools.patroniPool {
                 let writer = pool.routingTable.writer.map(\.description) ?? "-"
                 return CheckResult(name: "pool_initialization", verdict: .pass, observed: "Patroni mode, leader \(writer) confirmed writable")
             }
             return CheckResult(name: "pool_initialization", verdict: .pass, observed: "single-node mode, project database answers")
-        } catch {
-            return CheckResult(
-                name: "pool_initialization", verdict: .fail, observed: error.description,
-                expected: "pools connect and a leader is confirmed",
-                advice: "check PATRONI_HOSTS/PATRONI_PORT (curl http://HOST:PORT/cluster), credentials, pg_hba.conf; then run `pgha health`"
-            )
         }
+        let advice = error.underlying?.code == .authenticationFailed
+            ? "the login was refused: check PATRONI_USER/PATRONI_PASSWORD (PROJECT_DB_* in single-node mode) and pg_hba.conf"
+            : "check PATRONI_HOSTS/PATRONI_PORT (curl http://HOST:PORT/cluster), credentials, pg_hba.conf; then run `pgha health`"
+        return CheckResult(
+            name: "pool_initialization", verdict: .fail, observed: error.description,
+            expected: "pools connect and a leader is confirmed", advice: advice
+        )
     }
 
     func healthCheck() async -> CheckResult {

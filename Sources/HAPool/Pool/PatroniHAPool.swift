@@ -31,6 +31,10 @@ public final class PatroniHAPool: Sendable {
     private let loop = Mutex<Task<Void, Never>?>(nil)
     private let failoverLog = Mutex<[FailoverEvent]>([])
     private let namedLeaders = Mutex<[(NodeAddress, ContinuousClock.Instant)]>([])
+    /// The last failed leader check (node, libpq's error), cleared by a successful one.
+    private let lastProbeError = Mutex<(NodeAddress, PGError)?>(nil)
+    /// Consecutive refreshes where no REST host answered (log once per streak).
+    private let refreshFailureStreak = Atomic<Int>(0)
 
     struct PoolKey: Hashable, Sendable {
         let node: NodeAddress
@@ -92,12 +96,25 @@ public final class PatroniHAPool: Sendable {
         loop.withLock { $0 = task }
         feed { $0.start(now: .now) }
         let deadline = ContinuousClock.now + config.failoverTimeout
-        guard await waitForLeader(until: deadline) else {
-            let detail = counters.topologyRefreshFailures.load(ordering: .relaxed) > 0 && machine.withLock({ $0.topology == nil })
-                ? "no Patroni REST API host answered (\(config.apiHosts.joined(separator: ", ")))"
-                : "no leader was confirmed writable"
-            throw HAError(.noLeader, "\(detail) within \(config.failoverTimeout)")
+        while ContinuousClock.now < deadline {
+            if await waitForLeader(until: min(deadline, .now + .milliseconds(50))) { return }
+            // Wrong credentials do not heal by waiting: say so now.
+            if let (node, error) = lastProbeError.withLock({ $0 }), Self.isPermanent(error) {
+                throw HAError(.connectionFailed, "cannot log in to the leader", node: node, underlying: error)
+            }
         }
+        throw startFailure()
+    }
+
+    /// Why no leader was confirmed, as precisely as the pool knows.
+    private func startFailure() -> HAError {
+        if machine.withLock({ $0.topology == nil }) {
+            return HAError(.topologyUnavailable, "no Patroni REST API host answered within \(config.failoverTimeout) (\(config.apiHosts.joined(separator: ", ")), port \(config.apiPort))")
+        }
+        if let (node, error) = lastProbeError.withLock({ $0 }) {
+            return HAError(.noLeader, "the leader named by the REST API could not be checked within \(config.failoverTimeout)", node: node, underlying: error)
+        }
+        return HAError(.noLeader, "no leader was confirmed writable within \(config.failoverTimeout)")
     }
 
     /// Closes every connection; pending waiters fail with `.closed`.
@@ -147,18 +164,41 @@ public final class PatroniHAPool: Sendable {
                         let topology = try await source.fetch()
                         counters.recordRefresh(latency: .now - started)
                         recordNamedLeader(topology.leader?.address)
+                        let failed = refreshFailureStreak.exchange(0, ordering: .relaxed)
+                        if failed > 0 { logger.notice("topology refresh works again", metadata: ["failed_refreshes": "\(failed)"]) }
                         feed { $0.fetchSucceeded(topology, now: .now) }
                     } catch {
                         counters.topologyRefreshFailures.add(1, ordering: .relaxed)
-                        logger.warning("topology refresh failed", metadata: ["error": "\(error)"])
+                        // Once per streak at warning (during an outage this runs every 20 ms).
+                        if refreshFailureStreak.add(1, ordering: .relaxed).newValue == 1 {
+                            logger.warning("topology refresh failed", metadata: ["error": "\(error)"])
+                        } else {
+                            logger.debug("topology refresh failed", metadata: ["error": "\(error)"])
+                        }
                         feed { $0.fetchFailed(now: .now) }
                     }
                 }
             case .probeLeader(let node, let delay):
                 Task { [self] in
                     if delay > .zero { try? await Task.sleep(for: delay) }
-                    let writable = await probe(node)
-                    feed { writable ? $0.probeSucceeded(node, now: .now) : $0.probeFailed(node, now: .now) }
+                    switch await probe(node) {
+                    case .writable:
+                        lastProbeError.withLock { $0 = nil }
+                        feed { $0.probeSucceeded(node, now: .now) }
+                    case .inRecovery:
+                        feed { $0.probeFailed(node, now: .now) }
+                    case .failed(let error):
+                        let permanent = Self.isPermanent(error)
+                        let first = lastProbeError.withLock { last -> Bool in
+                            defer { last = error.map { (node, $0) } }
+                            return last == nil
+                        }
+                        if first, let error {
+                            logger.warning("cannot check the leader", metadata: ["node": "\(node)", "error": "\(error)"])
+                        }
+                        // Wrong credentials: one attempt a second, not a login storm on the leader.
+                        feed { $0.probeFailed(node, now: .now, retryAfter: permanent ? .seconds(1) : nil) }
+                    }
                 }
             case .openPool(let node):
                 for database in databases { _ = pool(for: node, database: database, create: true) }
@@ -217,17 +257,34 @@ public final class PatroniHAPool: Sendable {
         }
     }
 
+    enum ProbeResult {
+        case writable
+        case inRecovery
+        case failed(PGError?)
+    }
+
     /// Connects to `node` and checks it is out of recovery. The connection then serves writes.
-    private func probe(_ node: NodeAddress) async -> Bool {
-        guard let pool = pool(for: node, database: config.database, create: true) else { return false }
+    private func probe(_ node: NodeAddress) async -> ProbeResult {
+        guard let pool = pool(for: node, database: config.database, create: true) else { return .failed(nil) }
         pool.reopen()
         do {
             let conn = try await pool.checkout(timeout: config.connectTimeout)
             defer { pool.checkin(conn) }
-            return try await !conn.query("SELECT pg_is_in_recovery()").bool(0, 0)!
+            let inRecovery = try await conn.query("SELECT pg_is_in_recovery()").bool(0, 0) ?? true
+            return inRecovery ? .inRecovery : .writable
+        } catch let error as HAError {
+            return .failed(error.underlying)
+        } catch let error as PGError {
+            return .failed(error)
         } catch {
-            return false
+            return .failed(nil)
         }
+    }
+
+    /// Wrong credentials or a broken configuration: probing again soon cannot help.
+    static func isPermanent(_ error: PGError?) -> Bool {
+        guard let error else { return false }
+        return error.code == .authenticationFailed || error.code == .invalidConfiguration
     }
 
     func connectionTemplate(database: String) -> PGConnectionConfig {
@@ -337,7 +394,10 @@ public final class PatroniHAPool: Sendable {
                 throw HAError(.noReplicaAvailable, "no replica qualifies for reads (lag ≤ \(config.maxReplicaLagBytes) bytes, running, not noloadbalance)")
             case .noLeader:
                 if ContinuousClock.now >= deadline {
-                    throw lastError ?? HAError(.noLeader, "no leader confirmed within \(config.failoverTimeout)", attempts: attempts)
+                    if let lastError { throw lastError }
+                    var failure = startFailure()
+                    failure.attempts = attempts
+                    throw failure
                 }
                 _ = await waitForLeader(until: deadline)
             case .lease(let pool, let isReplica):

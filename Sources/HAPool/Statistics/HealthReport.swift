@@ -167,6 +167,11 @@ extension PatroniHAPool {
             if member.role == .leader, member.address == table.writer { primary = health } else { replicas.append(health) }
         }
         var cluster = HealthReport.ClusterHealth(primary: primary, replicas: replicas, statistics: statistics(), pools: poolUsage())
+        guard table.writer != nil else {
+            // No confirmed leader: do not wait another failover timeout for one.
+            cluster.error = "no confirmed writable leader"
+            return cluster
+        }
         let started = ContinuousClock.now
         do {
             _ = try await query("SELECT 1")

@@ -39,7 +39,7 @@ public enum TopologyAction: Hashable, Sendable {
 /// Tracks who leads the cluster, which replicas qualify for reads, and what changed.
 ///
 /// A pure state machine (postgres-nio `PoolStateMachine` style): every event returns the actions
-/// to perform; time comes in with the events; no I/O, no clock. The executor (`TopologyTracker`)
+/// to perform; time comes in with the events; no I/O, no clock. The executor (`PatroniHAPool`)
 /// performs the actions and feeds results back.
 ///
 /// Safety rule it enforces: a node becomes the `writer` only when the REST API names it leader
@@ -248,16 +248,18 @@ public struct TopologyStateMachine: Sendable {
         }
     }
 
-    /// The probe failed: `node` is unreachable or still in recovery. Try again shortly, and
-    /// refresh the topology in case the REST API changed its mind.
-    public mutating func probeFailed(_ node: NodeAddress, now: Instant) -> [TopologyAction] {
+    /// The probe failed: `node` is unreachable or still in recovery. Try again after
+    /// `retryAfter` (default: `probeRetryInterval`, short, because a new leader leaves recovery
+    /// within a fraction of a second; the executor passes a long one when retrying cannot help
+    /// soon, e.g. wrong credentials), and refresh the topology in case the REST API changed its mind.
+    public mutating func probeFailed(_ node: NodeAddress, now: Instant, retryAfter: Duration? = nil) -> [TopologyAction] {
         if probeInFlight == node { probeInFlight = nil }
         switch leaderState {
         case .closed, .discovering, .ready, .leaderless:
             return []
         case .confirming(let candidate, _, _):
             guard candidate == node else { return [] }
-            return startProbe(node, after: settings.probeRetryInterval) + requestFetch(now: now)
+            return startProbe(node, after: retryAfter ?? settings.probeRetryInterval) + requestFetch(now: now)
         }
     }
 

@@ -1,5 +1,5 @@
 // Generated from templates/*.mustache: the templates compiled into pgha, so the binary works
-// without the repository. BuiltinTemplatesTests fails when this file and templates/ differ;
+// without the repository. ConfigRenderingTests.builtinMatchesRepository fails when this file and templates/ differ;
 // after editing a template, copy its text into the matching literal below.
 
 enum BuiltinTemplates {
@@ -264,7 +264,12 @@ bootstrap:
 postgresql:
   listen: 0.0.0.0:{{patroni_yml.pg_port}}
   data_dir: /var/lib/postgresql/data
+  # Debian keeps the server binaries off PATH; Patroni fails to start PostgreSQL without this.
+  bin_dir: /usr/lib/postgresql/15/bin
   use_unix_socket: true
+  # New replicas clone with pg_basebackup; the default spread checkpoint can delay that by minutes.
+  basebackup:
+    - checkpoint: fast
   authentication:
     superuser:
       username: {{patroni_yml.superuser}}

@@ -11,8 +11,9 @@ struct HealthCommand: AsyncParsableCommand {
         discussion: """
             Reads the seed's variables (ENABLE_PATRONI, PATRONI_*, PROJECT_DB_*, SHARED_DB_*) from \
             the environment and .env, or the seed's YAML block with --config.
-            Exit codes: 0 healthy; 1 unhealthy (no confirmed leader, a database down); \
-            2 configuration error; 3 unreachable.
+            Exit codes: 0 healthy; 1 unhealthy (a database down, a check failed); \
+            2 configuration error, including a refused login; 3 unreachable (no REST host \
+            answers, no leader confirmed).
             """
     )
 
@@ -41,10 +42,25 @@ struct HealthCommand: AsyncParsableCommand {
             if let startError { printError("error: \(startError)") }
         }
         if !report.healthy {
-            if startError != nil, !json, !prometheus {
-                printError("next: check the REST API (curl http://HOST:PORT/cluster) and `pgha verify` for details")
+            if let startError, !json, !prometheus {
+                printError("next: \(Self.nextStep(for: startError))")
             }
-            throw ExitCode(startError != nil && report.haCluster?.primary == nil && report.project == nil ? ExitCodes.unreachable : ExitCodes.checkFailed)
+            throw ExitCode(startError.map(ExitCodes.forStartFailure) ?? ExitCodes.checkFailed)
+        }
+    }
+
+    /// The command to run next, by what went wrong.
+    static func nextStep(for error: HAError) -> String {
+        if error.underlying?.code == .authenticationFailed {
+            return "check PATRONI_USER and PATRONI_PASSWORD (and pg_hba.conf on the members); the login was refused"
+        }
+        switch error.code {
+        case .topologyUnavailable:
+            return "check PATRONI_HOSTS and PATRONI_PORT: curl http://HOST:PORT/cluster must answer"
+        case .noLeader:
+            return "patronictl list (or curl http://HOST:PORT/cluster): is there a leader, is etcd healthy?"
+        default:
+            return "pgha verify for the individual checks"
         }
     }
 

@@ -76,6 +76,12 @@ enum ExitCodes {
     static let configuration: Int32 = 2
     /// The cluster could not be reached at all (no REST host, no leader, no server).
     static let unreachable: Int32 = 3
+
+    /// The exit code for a pool that could not start: 2 when the login was refused (the
+    /// credentials are configuration), 3 otherwise.
+    static func forStartFailure(_ error: HAError) -> Int32 {
+        error.underlying?.code == .authenticationFailed ? configuration : unreachable
+    }
 }
 
 import Logging

@@ -13,7 +13,8 @@ struct VerifyCommand: AsyncParsableCommand {
             workload runs, then reports write unavailability, writes lost, duplicated, and \
             written to a non-leader.
             Exit codes: 0 all checks passed; 1 a check failed (or the drill lost, duplicated or \
-            misrouted a write); 2 configuration error; 3 the cluster is unreachable.
+            misrouted a write); 2 configuration error, including a refused login; 3 the cluster \
+            is unreachable (no REST host answers, no leader confirmed).
             """
     )
 
@@ -39,10 +40,10 @@ struct VerifyCommand: AsyncParsableCommand {
             try await drill(pools)
             return
         }
-        let report = await SeedVerification(pools: pools).run()
+        let (report, startError) = await SeedVerification(pools: pools).runReportingStart()
         await pools.close()
         print(json ? report.json() : report.text())
-        if report.checks.first?.verdict == .fail { throw ExitCode(ExitCodes.unreachable) }
+        if let startError { throw ExitCode(ExitCodes.forStartFailure(startError)) }
         if !report.allPassed { throw ExitCode(ExitCodes.checkFailed) }
     }
 
