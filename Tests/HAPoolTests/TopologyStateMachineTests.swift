@@ -58,6 +58,16 @@ import Testing
         #expect(m.routing.writer == nil)
     }
 
+    @Test func probeRetryHonoursTheExecutorsDelay() {
+        var m = TopologyStateMachine(settings: settings, now: at(0))
+        _ = m.start(now: at(0))
+        _ = m.fetchSucceeded(topology(leader: n1, replicas: []), now: at(1))
+        // wrong credentials: the executor asks for a slow retry, not a login storm
+        let actions = m.probeFailed(n1, now: at(5), retryAfter: .seconds(1))
+        #expect(actions.contains(.probeLeader(n1, after: .seconds(1))))
+        #expect(m.routing.writer == nil)
+    }
+
     @Test func switchoverSeenInRESTDrainsOldLeaderAndConfirmsNewOne() {
         var m = ready()
         let actions = m.fetchSucceeded(topology(leader: n2, replicas: [member(n3, .replica)]), now: at(1000))
