@@ -119,6 +119,7 @@ struct HAPoolIntegrationTests {
         let fixture = try SandboxFixture.load()
         try await fixture.waitForHealthyCluster()
         try await fixture.setSynchronousMode(true)
+        var outcome: Result<FailoverDrill.Report, any Error>
         do {
             let pool = try PatroniHAPool(config: fixture.poolConfig())
             try await pool.start()
@@ -127,22 +128,56 @@ struct HAPoolIntegrationTests {
             options.writeInterval = .zero
             options.warmUp = .seconds(2)
             options.afterFailover = .seconds(2)
-            let report = try await FailoverDrill(pool: pool, client: fixture.client, options: options)
-                .run(trigger: .external { leader in try fixture.crash(member: leader) })
+            outcome = .success(try await FailoverDrill(pool: pool, client: fixture.client, options: options)
+                .run(trigger: .external { leader in try fixture.crash(member: leader) }))
             await pool.close()
-            print(report.text())
-            #expect(report.writesAcknowledged >= 1000)
-            #expect(report.writesLost == 0)
-            #expect(report.writesDuplicated == 0)
-            #expect(report.writesOnNonLeader == 0)
         } catch {
-            try? await fixture.setSynchronousMode(false)
-            try await fixture.restartSandbox()
-            throw error
+            outcome = .failure(error)
         }
+        // Always: the crashed member back, synchronous mode off, the cluster healthy, whatever
+        // happened above (the next suites need all three members).
+        try await fixture.restartSandbox()
         try await fixture.setSynchronousMode(false)
+        try await fixture.waitForHealthyCluster()
+        let report = try outcome.get()
+        print(report.text())
+        #expect(report.writesAcknowledged >= 1000)
+        #expect(report.writesLost == 0)
+        #expect(report.writesDuplicated == 0)
+        #expect(report.writesOnNonLeader == 0)
+    }
+
+    /// The same crash with the sandbox's default asynchronous replication: a commit acknowledged
+    /// by the dying leader may not have reached the promoted replica, so loss is reported, not
+    /// asserted; duplicates and writes to a non-leader must still be zero.
+    @Test(.timeLimit(.minutes(3)))
+    func crashOfTheLeaderInAsynchronousModeDuplicatesAndMisroutesNothing() async throws {
+        let fixture = try SandboxFixture.load()
+        try await fixture.waitForHealthyCluster()
+        var outcome: Result<FailoverDrill.Report, any Error>
+        do {
+            let pool = try PatroniHAPool(config: fixture.poolConfig())
+            try await pool.start()
+            var options = FailoverDrill.Options()
+            options.writers = 4
+            options.writeInterval = .zero
+            options.warmUp = .seconds(2)
+            options.afterFailover = .seconds(2)
+            outcome = .success(try await FailoverDrill(pool: pool, client: fixture.client, options: options)
+                .run(trigger: .external { leader in try fixture.crash(member: leader) }))
+            await pool.close()
+        } catch {
+            outcome = .failure(error)
+        }
         try await fixture.restartSandbox()
         try await fixture.waitForHealthyCluster()
+        let report = try outcome.get()
+        print(report.text())
+        print("asynchronous mode: \(report.writesLost) acknowledged write(s) lost in the crash (reported, not asserted)")
+        #expect(report.writesAcknowledged >= 1000)
+        #expect(report.writesDuplicated == 0)
+        #expect(report.writesOnNonLeader == 0)
+        #expect(report.newLeader != nil && report.newLeader != report.oldLeader)
     }
 
     @Test(arguments: [ReadYourWrites.leaderFallback, .wait(.seconds(2))])
@@ -238,14 +273,24 @@ struct SandboxFixture: Sendable {
         Issue.record("the sandbox cluster did not become healthy (a leader and 2 streaming replicas) within \(timeout)")
     }
 
-    /// PATCH /config on any member (Patroni stores it in the DCS).
+    /// PATCH /config on the first member that answers (Patroni stores it in the DCS, so any
+    /// member will do; a crashed one must not make this fail).
     func patchConfig(_ json: String) async throws {
-        let member = sandbox.cluster.members[0]
         var http = HTTPClientConfiguration()
         http.basicAuth = .init(user: sandbox.users.restAPI, password: try sandbox.password(\.restAPI))
-        let response = try await HTTPClient(configuration: http).send(
-            HTTPRequest(method: .patch, url: "http://\(member.host):\(member.restPort)/config", headers: ["Content-Type": "application/json"], body: Array(json.utf8)))
-        try #require(response.status == 200, "PATCH /config answered \(response.status)")
+        let client = HTTPClient(configuration: http)
+        var problems: [String] = []
+        for member in sandbox.cluster.members {
+            do {
+                let response = try await client.send(
+                    HTTPRequest(method: .patch, url: "http://\(member.host):\(member.restPort)/config", headers: ["Content-Type": "application/json"], body: Array(json.utf8)))
+                if response.status == 200 { return }
+                problems.append("\(member.name): status \(response.status)")
+            } catch {
+                problems.append("\(member.name): \(error.code)")
+            }
+        }
+        Issue.record("PATCH /config \(json) failed on every member: \(problems.joined(separator: "; "))")
     }
 
     /// Patroni's maintenance mode: while it is on, Patroni leaves a paused WAL replay alone
