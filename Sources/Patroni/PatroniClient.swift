@@ -184,9 +184,11 @@ public final class PatroniClient: Sendable {
     /// member. While such an abandoned transfer to an endpoint is still running, that endpoint is
     /// skipped rather than sent another request, so a hung member never accumulates threads; the
     /// other endpoints answer.
-    func fetch<T>(_ path: String, at endpoint: PatroniEndpoint, decode: Decode<T>) async -> Result<T, PatroniError> {
+    ///
+    /// `skipHanging: false` (diagnostics that want every endpoint's own answer) always sends.
+    func fetch<T>(_ path: String, at endpoint: PatroniEndpoint, skipHanging: Bool = true, decode: Decode<T>) async -> Result<T, PatroniError> {
         let key = "\(endpoint.authority)\(path)"
-        guard !abandoned.isAbandoned(key) else {
+        guard !skipHanging || !abandoned.isAbandoned(key) else {
             return .failure(PatroniError(
                 code: .transport, endpoint: endpoint, path: path,
                 message: "an earlier request to this host is still hanging (skipped)"))
@@ -260,7 +262,7 @@ public final class PatroniClient: Sendable {
     func fromEach<T: Sendable>(path: String, decode: @escaping Decode<T>) async -> [PatroniEndpoint: Result<T, PatroniError>] {
         await withTaskGroup(of: (PatroniEndpoint, Result<T, PatroniError>).self) { group in
             for endpoint in configuration.endpoints {
-                group.addTask { (endpoint, await self.fetch(path, at: endpoint, decode: decode)) }
+                group.addTask { (endpoint, await self.fetch(path, at: endpoint, skipHanging: false, decode: decode)) }
             }
             var results: [PatroniEndpoint: Result<T, PatroniError>] = [:]
             for await (endpoint, result) in group { results[endpoint] = result }

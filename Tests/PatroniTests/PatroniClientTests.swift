@@ -74,6 +74,24 @@ struct PatroniClientTests {
         #expect(healthy.requests.count == 50)
     }
 
+    @Test("clusterFromEach asks every member, even one with a hanging abandoned request")
+    func fromEachDoesNotSkip() async throws {
+        let silent = try LoopbackServer(reply: .silence)
+        defer { silent.stop() }
+        let healthy = try fakePatroni(["/cluster": (200, try Fixture.text("v4/cluster.json"))])
+        defer { healthy.stop() }
+        let patroni = client([silent, healthy], timeout: .milliseconds(500))
+        _ = try await patroni.cluster()        // abandons the request to the silent member
+        let each = await patroni.clusterFromEach()
+        guard case .failure(let error) = each[endpoint(silent)] else {
+            Issue.record("the silent member cannot have answered")
+            return
+        }
+        #expect(!error.message.contains("skipped"), "diagnostics must ask every member: \(error.message)")
+        #expect(silent.requests.count >= 2 || error.httpError?.code == .timeout)
+        #expect((try? each[endpoint(healthy)]?.get()) != nil)
+    }
+
     @Test("when every member fails, the error lists each one's reason")
     func allFail() async throws {
         let broken = try fakePatroni(["/cluster": (500, "boom")])
