@@ -44,6 +44,9 @@ public struct FailoverDrill: Sendable {
         public var writesDuplicated = 0
         public var writesOnNonLeader = 0
         public var writesOutcomeUnknown = 0
+        /// Of those, how many turned out applied (found on the new leader): what a blind re-run
+        /// would have duplicated.
+        public var writesOutcomeUnknownApplied = 0
         public var writesFailed = 0
         public var reads = 0
         public var readsFailed = 0
@@ -87,7 +90,7 @@ public struct FailoverDrill: Sendable {
               writes lost              \(writesLost)
               writes duplicated        \(writesDuplicated)
               writes on a non-leader   \(writesOnNonLeader)
-              outcome unknown          \(writesOutcomeUnknown) (never re-run)
+              outcome unknown          \(writesOutcomeUnknown) (never re-run; \(writesOutcomeUnknownApplied) of them had been applied)
               writes failed            \(writesFailed)
               reads (failed)           \(reads) (\(readsFailed))
               write unavailability     \(s(writeUnavailableSeconds))
@@ -111,6 +114,7 @@ public struct FailoverDrill: Sendable {
     struct Shared: ~Copyable {
         var acks: [Ack] = []
         var unknown = 0
+        var unknownIDs: [String] = []
         var failed = 0
         var reads = 0
         var readsFailed = 0
@@ -213,7 +217,7 @@ public struct FailoverDrill: Sendable {
                             let ack = Ack(requestID: requestID, host: r.string(0, 0) ?? "?", port: Int(try r.int(0, 1) ?? 0), timeline: Int(try r.int(0, 2) ?? 0), at: .now)
                             box.shared.withLock { $0.acks.append(ack) }
                         } catch let error as HAError where error.code == .outcomeUnknown {
-                            box.shared.withLock { $0.unknown += 1; $0.errors.append(error.description) }
+                            box.shared.withLock { $0.unknown += 1; $0.unknownIDs.append(requestID); $0.errors.append(error.description) }
                         } catch {
                             box.shared.withLock { $0.failed += 1; $0.errors.append("\(error)") }
                         }
@@ -296,6 +300,8 @@ public struct FailoverDrill: Sendable {
         for row in 0..<counts.rowCount { present[counts.string(row, 0) ?? ""] = try counts.int(row, 1) ?? 0 }
         report.writesLost = acks.filter { present[$0.requestID] == nil }.count
         report.writesDuplicated = present.values.filter { $0 > 1 }.count
+        let unknownIDs = box.shared.withLock { $0.unknownIDs }
+        report.writesOutcomeUnknownApplied = unknownIDs.filter { present[$0] != nil }.count
 
         // Leader of each timeline from /history: a row [tl, lsn, reason, ts, new_leader] means
         // new_leader led timeline tl + 1. The timeline the drill started on was led by oldLeader.
