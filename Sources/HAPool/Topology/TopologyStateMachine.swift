@@ -61,7 +61,7 @@ public struct TopologyStateMachine: Sendable {
 
         public init(
             refreshInterval: Duration = .seconds(30), failoverPollInterval: Duration = .milliseconds(20),
-            probeRetryInterval: Duration = .milliseconds(10), maxReplicaLagBytes: Int64 = 1 << 20,
+            probeRetryInterval: Duration = .milliseconds(5), maxReplicaLagBytes: Int64 = 1 << 20,
             replicaQuarantine: Duration = .seconds(1)
         ) {
             self.refreshInterval = refreshInterval
