@@ -119,21 +119,7 @@ struct HAPoolIntegrationTests {
         let fixture = try SandboxFixture.load()
         try await fixture.waitForHealthyCluster()
         try await fixture.setSynchronousMode(true)
-        var outcome: Result<FailoverDrill.Report, any Error>
-        do {
-            let pool = try PatroniHAPool(config: fixture.poolConfig())
-            try await pool.start()
-            var options = FailoverDrill.Options()
-            options.writers = 4
-            options.writeInterval = .zero
-            options.warmUp = .seconds(2)
-            options.afterFailover = .seconds(2)
-            outcome = .success(try await FailoverDrill(pool: pool, client: fixture.client, options: options)
-                .run(trigger: .external { leader in try fixture.crash(member: leader) }))
-            await pool.close()
-        } catch {
-            outcome = .failure(error)
-        }
+        let outcome = await fixture.crashDrill()
         // Always: the crashed member back, synchronous mode off, the cluster healthy, whatever
         // happened above (the next suites need all three members).
         try await fixture.restartSandbox()
@@ -154,21 +140,7 @@ struct HAPoolIntegrationTests {
     func crashOfTheLeaderInAsynchronousModeDuplicatesAndMisroutesNothing() async throws {
         let fixture = try SandboxFixture.load()
         try await fixture.waitForHealthyCluster()
-        var outcome: Result<FailoverDrill.Report, any Error>
-        do {
-            let pool = try PatroniHAPool(config: fixture.poolConfig())
-            try await pool.start()
-            var options = FailoverDrill.Options()
-            options.writers = 4
-            options.writeInterval = .zero
-            options.warmUp = .seconds(2)
-            options.afterFailover = .seconds(2)
-            outcome = .success(try await FailoverDrill(pool: pool, client: fixture.client, options: options)
-                .run(trigger: .external { leader in try fixture.crash(member: leader) }))
-            await pool.close()
-        } catch {
-            outcome = .failure(error)
-        }
+        let outcome = await fixture.crashDrill()
         try await fixture.restartSandbox()
         try await fixture.waitForHealthyCluster()
         let report = try outcome.get()
@@ -316,6 +288,26 @@ struct SandboxFixture: Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         Issue.record("synchronous_mode=\(on) not applied within 30 s")
+    }
+
+    /// The failover drill with the leader crashed (SIGKILL of its Patroni and postmaster) under 4
+    /// writers. Never throws: the caller restores the sandbox first, then looks at the outcome.
+    func crashDrill() async -> Result<FailoverDrill.Report, any Error> {
+        do {
+            let pool = try PatroniHAPool(config: poolConfig())
+            try await pool.start()
+            var options = FailoverDrill.Options()
+            options.writers = 4
+            options.writeInterval = .zero
+            options.warmUp = .seconds(2)
+            options.afterFailover = .seconds(2)
+            let report = try await FailoverDrill(pool: pool, client: client, options: options)
+                .run(trigger: .external { leader in try crash(member: leader) })
+            await pool.close()
+            return .success(report)
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// SIGKILL the member's Patroni and its postmaster.
