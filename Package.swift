@@ -43,6 +43,9 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
+        // Plain-text presentation shared by the sandbox, migration reports and the CLI.
+        .target(name: "PlainText", swiftSettings: swiftSettings),
+
         // Safe wrappers
         .target(name: "BlockingIO", swiftSettings: swiftSettings),
         .target(name: "PGClient", dependencies: ["CLibPQ", "BlockingIO"], swiftSettings: swiftSettings),
@@ -62,13 +65,13 @@ let package = Package(
         .target(name: "Verification", dependencies: ["HAPool"], swiftSettings: swiftSettings),
         .target(
             name: "Sandbox",
-            dependencies: ["PGClient", "HTTPClient", "Patroni", "CCrypto"],
+            dependencies: ["PGClient", "HTTPClient", "Patroni", "CCrypto", "PlainText"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "Migration",
             dependencies: [
-                "PGClient", "Patroni", "HAPool", "Verification", "CCrypto",
+                "PGClient", "Patroni", "HAPool", "Verification", "CCrypto", "PlainText",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
@@ -80,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "pgha",
             dependencies: [
-                "HAPool", "Verification", "Migration", "Sandbox", "PGClient", "Patroni", "CLibPQ", "BlockingIO",
+                "HAPool", "Verification", "Migration", "Sandbox", "PGClient", "Patroni", "CLibPQ", "BlockingIO", "PlainText",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -106,7 +109,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "PGClient", "HTTPClient", "Patroni", "HAPool", "Verification", "Migration", "Sandbox",
+                "PGClient", "HTTPClient", "Patroni", "HAPool", "Verification", "Migration", "Sandbox", "PlainText",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

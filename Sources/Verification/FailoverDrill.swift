@@ -155,7 +155,7 @@ public struct FailoverDrill: Sendable {
         guard let oldLeader = initial.leader?.name else { throw HAError(.noLeader, "the cluster has no leader to fail over from") }
         box.shared.withLock { s in
             s.named.append((oldLeader, .now))
-            for m in initial.members { if let h = m.host, let p = m.port { s.members[m.name] = NodeAddress(host: h, port: p) } }
+            s.members.merge(Self.addresses(of: initial)) { _, new in new }
         }
         var report = Report(trigger: { if case .switchover = trigger { "switchover" } else { "external" } }())
         report.oldLeader = oldLeader
@@ -170,7 +170,7 @@ public struct FailoverDrill: Sendable {
                         let now = ContinuousClock.now
                         box.shared.withLock { s in
                             if s.named.last?.0 != leader { s.named.append((leader, now)) }
-                            for m in answer.value.members { if let h = m.host, let p = m.port { s.members[m.name] = NodeAddress(host: h, port: p) } }
+                            s.members.merge(Self.addresses(of: answer.value)) { _, new in new }
                         }
                     }
                     try? await Task.sleep(for: .milliseconds(5))
@@ -178,7 +178,7 @@ public struct FailoverDrill: Sendable {
             }
             // Recovery monitor: a direct connection to every member, asking pg_is_in_recovery()
             // every 5 ms, to tell when the new leader's PostgreSQL really took writes.
-            let addresses = initial.members.compactMap { m in m.host.flatMap { h in m.port.map { NodeAddress(host: h, port: $0) } } }
+            let addresses = Array(Self.addresses(of: initial).values)
             for address in addresses {
                 group.addTask {
                     var config = PGConnectionConfig(host: address.host, port: address.port, database: pool.config.database, user: pool.config.user, password: pool.config.password)
@@ -316,5 +316,14 @@ public struct FailoverDrill: Sendable {
             return address.host != ack.host || address.port != ack.port
         }.count
         return report
+    }
+
+    /// Each member's PostgreSQL address, by member name.
+    static func addresses(of cluster: PatroniCluster) -> [String: NodeAddress] {
+        var result: [String: NodeAddress] = [:]
+        for member in cluster.members {
+            if let host = member.host, let port = member.port { result[member.name] = NodeAddress(host: host, port: port) }
+        }
+        return result
     }
 }

@@ -1,3 +1,4 @@
+import PlainText
 import Foundation
 
 /// The extensions stage's node × extension matrix: one row per extension (used by the source or
@@ -77,17 +78,9 @@ public struct ExtensionMatrix: Sendable, Hashable, Codable {
     /// pg_trgm    PASS     —       1.6    1.6      1.6
     /// ```
     public func table() -> String {
-        let header = ["EXTENSION", "VERDICT"] + columns
-        let body = rows.map { [$0.extensionName, $0.verdict.rawValue] + $0.cells }
-        var widths = header.map(\.count)
-        for line in body {
-            for (i, cell) in line.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
-        }
-        func render(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in
-                i == cells.count - 1 ? cell : cell + String(repeating: " ", count: max(0, widths[i] - cell.count))
-            }.joined(separator: "  ")
-        }
-        return ([render(header), render(widths.map { String(repeating: "-", count: $0) })] + body.map(render)).joined(separator: "\n")
+        TextTable(
+            header: ["EXTENSION", "VERDICT"] + columns,
+            rows: rows.map { [$0.extensionName, $0.verdict.rawValue] + $0.cells }
+        ).render()
     }
 }

@@ -1,6 +1,6 @@
+import PlainText
 import Foundation
 import Migration
-import Sandbox
 import Verification
 
 /// Renders migration progress for people: the plan, a line per stage and per step, the gate

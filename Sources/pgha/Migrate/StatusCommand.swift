@@ -1,7 +1,7 @@
+import PlainText
 import ArgumentParser
 import Foundation
 import Migration
-import Sandbox
 import Verification
 
 /// `pgha status`: where the migration stands.

@@ -1,7 +1,7 @@
+import PlainText
 import ArgumentParser
 import Foundation
 import HAPool
-import Sandbox
 
 /// `pgha health`: the seed's `health_check()` from the command line.
 struct HealthCommand: AsyncParsableCommand {
