@@ -165,33 +165,42 @@ public struct SeedVerification: Sendable {
         }
     }
 
+    /// A row written on the leader, then read back on a replica through the pool's read-your-writes
+    /// session (`HASession`, policy `.wait(replicationWait)`): the session waits until a replica has
+    /// replayed the write's LSN before reading there, so the check never depends on timing (a
+    /// replica that has not replayed the table or the row yet is waited for, not counted as a
+    /// failure). If no replica catches up within the bound the session reads on the leader, and the
+    /// check fails naming it.
     func readWriteSplit() async -> CheckResult {
-        guard pools.mode == .patroni else {
+        guard pools.mode == .patroni, let pool = pools.patroniPool else {
             return CheckResult(name: "read_write_split", verdict: .skip, observed: "single-node mode has no replicas")
         }
         let token = "split-\(UUID().uuidString)"
+        let database = pools.project.database
+        let session = HASession(pool: pool, policy: .wait(replicationWait))
+        let whereServed = "host(inet_server_addr()), inet_server_port(), pg_is_in_recovery()"
         do {
-            let written = try await write(token: token)
+            try await ensureTable()
             let started = ContinuousClock.now
-            while ContinuousClock.now - started < replicationWait {
-                let (found, facts) = try await pools.project.withConnection(readOnly: true) { conn in
-                    let r = try await conn.query("SELECT count(*) FROM \(table) WHERE token = $1", [.text(token)])
-                    let recovery = try await conn.query("SELECT pg_is_in_recovery()")
-                    return ((try r.int(0, 0) ?? 0) == 1, ServerFacts(host: conn.serverHost, port: conn.serverPort, inRecovery: try recovery.bool(0, 0) ?? false))
-                }
-                if found {
-                    let ms = Int((ContinuousClock.now - started).asSeconds * 1000)
-                    let observed = "written on \(written.host):\(written.port), read on \(facts.host):\(facts.port) (in recovery: \(facts.inRecovery)) after \(ms) ms"
-                    let split = facts.inRecovery && (facts.host != written.host || facts.port != written.port)
-                    _ = try? await pools.project.query("DELETE FROM \(table) WHERE token = $1", [.text(token)], idempotent: true)
-                    return CheckResult(name: "read_write_split", verdict: split ? .pass : .fail, observed: observed,
-                                       expected: "the write on the leader, the read on a replica",
-                                       advice: split ? nil : "reads are not reaching replicas: see `pgha health`")
-                }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            return CheckResult(name: "read_write_split", verdict: .fail, observed: "the row did not reach a replica within \(replicationWait)",
-                               advice: "replication is stalled or lagging: check replay lag in `pgha health`")
+            let w = try await session.query(
+                "INSERT INTO \(table) (token) VALUES ($1) RETURNING \(whereServed)", [.text(token)], database: database)
+            let r = try await session.query(
+                "SELECT (SELECT count(*) FROM \(table) WHERE token = $1), \(whereServed)", [.text(token)],
+                readOnly: true, database: database)
+            let ms = Int((ContinuousClock.now - started).asSeconds * 1000)
+            _ = try? await pools.project.query("DELETE FROM \(table) WHERE token = $1", [.text(token)], idempotent: true)
+            let written = "\(w.string(0, 0) ?? "?"):\(try w.int(0, 1) ?? 0)"
+            let read = "\(r.string(0, 1) ?? "?"):\(try r.int(0, 2) ?? 0)"
+            let found = (try r.int(0, 0) ?? 0) == 1
+            let readInRecovery = try r.bool(0, 3) ?? false
+            let observed = "written on \(written), read on \(read) (in recovery: \(readInRecovery)) after \(ms) ms, row found: \(found)"
+            let split = found && readInRecovery && read != written
+            return CheckResult(
+                name: "read_write_split", verdict: split ? .pass : .fail, observed: observed,
+                expected: "the write on the leader, the read on a replica that has replayed it",
+                advice: split ? nil : (found
+                    ? "no replica replayed the write within \(replicationWait), so the read went to the leader: check replay lag in `pgha health`"
+                    : "the row written through the session was not visible where it was read: report this with `pgha health --json`"))
         } catch {
             return CheckResult(name: "read_write_split", verdict: .fail, observed: "\(error)")
         }

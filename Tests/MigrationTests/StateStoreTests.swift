@@ -39,6 +39,25 @@ struct StateStoreTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: store.directory).sorted() == ["state.json"])
     }
 
+    @Test("a temporary file left by a writer killed mid-write is removed by the next write; a live writer's is kept")
+    func strayTemporaryRemoved() throws {
+        let dir = try TempDirectory("stray")
+        defer { dir.cleanup() }
+        let store = StateStore(directory: dir.file(".pgha"))
+        try store.save(Self.sampleState(), redactor: .none)
+        // PID 2147483646 is above any pid_max: no such process. Our own PID stands for a live writer.
+        let dead = store.directory + "/.pgha-tmp-2147483646-0-state.json"
+        let live = store.directory + "/.pgha-tmp-\(getpid())-7-state.json"
+        let other = store.directory + "/.pgha-tmp-2147483646-0-other.json"
+        for path in [dead, live, other] {
+            #expect(FileManager.default.createFile(atPath: path, contents: Data("{\"half".utf8)))
+        }
+        try store.save(Self.sampleState(), redactor: .none)
+        let entries = try FileManager.default.contentsOfDirectory(atPath: store.directory).sorted()
+        #expect(Set(entries) == [".pgha-tmp-2147483646-0-other.json", ".pgha-tmp-\(getpid())-7-state.json", "state.json"])
+        #expect(try store.load() == Self.sampleState())
+    }
+
     @Test("the JSON names schema, tool version, statuses with timestamps, gates and files")
     func format() throws {
         let text = String(decoding: try StateStore.encode(Self.sampleState()), as: UTF8.self)

@@ -77,13 +77,17 @@ public enum FileIO {
     /// directory is written, `fchmod`ed (so the umask does not matter), `fsync`ed, `rename`d over
     /// the target, and the directory is `fsync`ed. A crash leaves either the old or the new file,
     /// never a mix; at worst a stray `.pgha-tmp-*` file next to it.
+    ///
+    /// A temporary file left next to `path` by a process that was killed mid-write (its PID, in the
+    /// name, is gone) is removed first: kill -9 at any point leaves no litter behind for long.
     public static func writeAtomically(_ contents: Data, to path: String, mode: UInt16) throws(MigrationError) {
         let directory = parentDirectory(of: path)
         let name = (path as NSString).lastPathComponent
+        removeStrayTemporaries(of: name, in: directory)
         var temporary = ""
         var fd: Int32 = -1
         for attempt in 0..<100 {
-            temporary = directory + "/.pgha-tmp-\(getpid())-\(attempt)-" + name
+            temporary = directory + "/" + temporaryPrefix + "\(getpid())-\(attempt)-" + name
             fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(0o600))
             if fd >= 0 || errno != EEXIST { break }
         }
@@ -113,6 +117,26 @@ public enum FileIO {
         guard rename(temporary, path) == 0 else { throw failure("cannot rename a temporary file onto", path) }
         ok = true
         try syncDirectory(directory)
+    }
+
+    /// The name prefix of `writeAtomically`'s temporary files: `.pgha-tmp-<pid>-<attempt>-<name>`.
+    static let temporaryPrefix = ".pgha-tmp-"
+
+    /// Removes the temporary files of `writeAtomically(…, to: directory/name)` whose writer process
+    /// no longer exists (`kill(pid, 0)` = ESRCH); a live writer's file is left alone.
+    /// - Returns: the paths removed.
+    @discardableResult
+    public static func removeStrayTemporaries(of name: String, in directory: String) -> [String] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        var removed: [String] = []
+        for entry in entries where entry.hasPrefix(temporaryPrefix) && entry.hasSuffix("-" + name) {
+            let rest = entry.dropFirst(temporaryPrefix.count)
+            guard let pidText = rest.split(separator: "-", maxSplits: 1).first, let pid = Int32(pidText) else { continue }
+            guard pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            let stray = directory + "/" + entry
+            if unlink(stray) == 0 { removed.append(stray) }
+        }
+        return removed
     }
 
     /// Removes the file at `path` (nothing happens when it does not exist) and syncs its directory.
