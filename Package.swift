@@ -103,6 +103,7 @@ let package = Package(
         .testTarget(
             name: "MigrationTests",
             dependencies: ["Migration", "Verification", .product(name: "Logging", package: "swift-log")],
+            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
         // ... and integration tests against the sandbox (real PostgreSQL, Patroni, etcd on loopback).

@@ -13,7 +13,7 @@ struct StateStoreTests {
             EngineStageRecord(stage: .prerequisites, status: .passed, attempts: 1, gate: [.pass("members", observed: "3 running", expected: ">= 3")]),
             EngineStageRecord(stage: .extensions, status: .failed(reason: "pg_trgm missing on node2"), attempts: 2),
         ], now: clock.now())
-        state.steps.append(.init(id: 1, stage: .extensions, name: "create-extension:pg_trgm", phase: .intent, detail: "CREATE EXTENSION pg_trgm", undo: ["existed": "false"], intendedAt: clock.now()))
+        state.steps.append(.init(id: 1, stage: .extensions, name: "create-extension:pg_trgm", phase: .intent, detail: "CREATE EXTENSION pg_trgm", undo: .replicationSlot(.init(server: "source", name: "pgha_ha", createdByPGHA: true)), intendedAt: clock.now()))
         state.files.append(.init(id: 2, stage: .config, key: "env_file", path: "/srv/app/out/app.env", existedBefore: true, sha256Before: String(repeating: "b", count: 64), modeBefore: FileMode(0o644), backupPath: "/srv/app/.pgha/backups/config/2-app.env", sha256After: String(repeating: "c", count: 64), modeAfter: FileMode(0o600), phase: .written, intendedAt: clock.now(), writtenAt: clock.now()))
         state.nextRecordID = 3
         return state
@@ -62,12 +62,48 @@ struct StateStoreTests {
     func format() throws {
         let text = String(decoding: try StateStore.encode(Self.sampleState()), as: UTF8.self)
         for fragment in [
-            #""schemaVersion" : 1"#, #""toolVersion" : "0.1.0""#, #""state" : "failed""#, #""reason" : "pg_trgm missing on node2""#,
+            #""schemaVersion" : 2"#, #""kind" : "replication-slot""#, #""toolVersion" : "0.1.0""#, #""state" : "failed""#, #""reason" : "pg_trgm missing on node2""#,
             #""finishedAt" : "2027-01-15T08:00"#, #""verdict" : "PASS""#, #""observed" : "3 running""#,
             #""backupPath" : "/srv/app/.pgha/backups/config/2-app.env""#, #""modeAfter" : "0600""#, #""phase" : "written""#,
         ] {
             #expect(text.contains(fragment), "missing \(fragment)")
         }
+    }
+
+    @Test("a schema-1 state file written by pgha 0.1.0 loads, is upgraded to schema 2, and saves back as schema 2",
+          arguments: ["state-v1-rehearsal", "state-v1-with-step"])
+    func upgradesSchema1(fixture: String) throws {
+        let url = try #require(Bundle.module.url(forResource: fixture, withExtension: "json", subdirectory: "Fixtures"))
+        let data = try Data(contentsOf: url)
+        let raw = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(raw["schemaVersion"] as? Int == 1)
+        let state = try StateStore.decode(data, path: fixture + ".json")
+        #expect(state.schemaVersion == 2)
+        #expect(state.stage(.config).status == .passed)
+        #expect(state.stage(.prerequisites).gate.count == 20)
+        #expect(state.filesInPlace.count == 5)
+        #expect(state.lastOutcome?.kind == "stopped-before-unbuilt-stage")
+        if fixture == "state-v1-with-step" {
+            #expect(state.steps.map(\.undo) == [.legacy(["existed": "false"])])
+        }
+        // Saved again, it is a schema-2 file that loads to the same state.
+        let dir = try TempDirectory("upgrade")
+        defer { dir.cleanup() }
+        let store = StateStore(directory: dir.file(".pgha"))
+        try store.save(state, redactor: .none)
+        let text = try #require(try dir.read(".pgha/state.json"))
+        #expect(text.contains(#""schemaVersion" : 2"#))
+        #expect(try store.load() == state)
+    }
+
+    @Test("a schema-2 step undo of an unknown kind is refused with its key path")
+    func unknownUndoKind() throws {
+        var text = String(decoding: try StateStore.encode(Self.sampleState()), as: UTF8.self)
+        text = text.replacingOccurrences(of: #""kind" : "replication-slot""#, with: #""kind" : "teleport""#)
+        let error = try #require(throws: MigrationError.self) { _ = try StateStore.decode(Data(text.utf8), path: "s.json") }
+        #expect(error.code == .stateCorrupt)
+        #expect(error.message.contains("steps[0].undo"))
+        #expect(error.message.contains("unknown undo kind \"teleport\""))
     }
 
     @Test("a file cut short at any point gives a clear error naming the byte offset", arguments: [0, 1, 17, 100, 400, -2])
@@ -144,7 +180,7 @@ struct StateStoreTests {
         } catch {
             #expect(error.code == .stateTooNew)
             #expect(error.message.contains("written by pgha 3.1.4 with schema 7"))
-            #expect(error.message.contains("reads schema 1 or older"))
+            #expect(error.message.contains("reads schema 2 or older"))
             #expect(error.exitCode == .stateUnreadable)
         }
     }
@@ -206,15 +242,18 @@ struct StateStoreTests {
         defer { dir.cleanup() }
         let store = StateStore(directory: dir.path)
         let journal = StateJournal(state: Self.sampleState(), store: store, redactor: .none, clock: FakeClock())
-        let id = try journal.beginStep(.extensions, name: "create-extension:hstore", detail: "CREATE EXTENSION hstore", undo: ["existed": "false"])
+        let slot = StepUndo.ReplicationSlot(server: "source", name: "pgha_ha", createdByPGHA: false)
+        let id = try journal.beginStep(.sync, name: "create-slot:pgha_ha", detail: "create slot pgha_ha", undo: .replicationSlot(slot))
         var saved = try store.load()
         #expect(saved.steps.last?.phase == .intent)
-        #expect(saved.steps.last?.undo == ["existed": "false"])
-        #expect(journal.pendingSteps(of: .extensions).map(\.id).contains(id))
-        try journal.completeStep(id, undo: ["version": "1.8"])
+        #expect(saved.steps.last?.undo == .replicationSlot(slot))
+        #expect(journal.pendingSteps(of: .sync).map(\.id).contains(id))
+        var created = slot
+        created.createdByPGHA = true
+        try journal.completeStep(id, undo: .replicationSlot(created))
         saved = try store.load()
         #expect(saved.steps.last?.phase == .done)
-        #expect(saved.steps.last?.undo == ["existed": "false", "version": "1.8"])
+        #expect(saved.steps.last?.undo == .replicationSlot(created))
         #expect(saved.steps.last?.doneAt != nil)
         try journal.markStepUndone(id)
         #expect(try store.load().steps.last?.phase == .undone)

@@ -3,23 +3,41 @@ import Synchronization
 import Testing
 @testable import Migration
 
-/// A clock that starts at a fixed instant and moves one second per reading: deterministic
-/// timestamps, no sleeps.
+/// A clock that starts at a fixed instant and moves one second per reading (deterministic
+/// timestamps), and whose `sleep` returns at once after moving the time forward by the duration:
+/// waits and timeouts run in simulated time, never in real time.
 final class FakeClock: MigrationClock {
-    private let ticks = Mutex<Int>(0)
+    private let state = Mutex<(ticks: Int, slept: Double, sleeps: [Duration])>((0, 0, []))
     let start: Date
+    /// Seconds added per reading (0: time moves only by sleeping).
+    let tick: Double
 
-    init(start: Date = Date(timeIntervalSince1970: 1_800_000_000)) {
+    init(start: Date = Date(timeIntervalSince1970: 1_800_000_000), tick: Double = 1) {
         self.start = start
+        self.tick = tick
     }
 
     func now() -> Date {
-        let n = ticks.withLock { t in
-            t += 1
-            return t
+        let offset = state.withLock { s in
+            s.ticks += 1
+            return Double(s.ticks) * tick + s.slept
         }
-        return start.addingTimeInterval(TimeInterval(n))
+        return start.addingTimeInterval(offset)
     }
+
+    func sleep(for duration: Duration) async throws {
+        try Task.checkCancellation()
+        state.withLock { s in
+            s.slept += duration.asSeconds
+            s.sleeps.append(duration)
+        }
+        await Task.yield()
+    }
+
+    /// Every sleep so far.
+    var sleeps: [Duration] { state.withLock { $0.sleeps } }
+    /// Simulated seconds slept.
+    var slept: Double { state.withLock { $0.slept } }
 }
 
 /// A fresh directory under the system temp directory, removed by `cleanup()`.
@@ -133,7 +151,7 @@ final class FakeStage: MigrationStageExecutor {
         }
         if fail { throw MigrationError(.stageFailed, "fake \(stage) run failed") }
         if makesChanges, !journal.steps(of: stage).contains(where: { $0.phase == .done }) {
-            let id = try journal.beginStep(stage, name: "fake-change", detail: "a fake change", undo: ["before": "original"])
+            let id = try journal.beginStep(stage, name: "fake-change", detail: "a fake change", undo: .hook(.init(key: "fake.change", undoKey: nil)))
             try context.checkCancellation()
             try journal.completeStep(id)
         }

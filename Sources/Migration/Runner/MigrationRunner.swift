@@ -224,7 +224,8 @@ public struct MigrationRunner: Sendable {
             c.observer.report(.stageStarted(stage, attempt: attempt))
             c.logger.info("stage started", metadata: ["stage": "\(stage)", "attempt": "\(attempt)"])
             do {
-                try await executor.run(makeContext(journal: journal, workingDirectory: journal.snapshot.workingDirectory, stage: stage))
+                let context = makeContext(journal: journal, workingDirectory: journal.snapshot.workingDirectory, stage: stage)
+                try await cancellable { try await executor.run(context) }
                 return .stageRunSucceeded(stage)
             } catch {
                 if isInterruption(error) { return nil }
@@ -240,7 +241,8 @@ public struct MigrationRunner: Sendable {
             }
             var results: [CheckResult]
             do {
-                results = try await executor.gate(makeContext(journal: journal, workingDirectory: journal.snapshot.workingDirectory, stage: stage))
+                let context = makeContext(journal: journal, workingDirectory: journal.snapshot.workingDirectory, stage: stage)
+                results = try await cancellable { try await executor.gate(context) }
             } catch {
                 if isInterruption(error) { return nil }
                 results = [.fail("gate.error", observed: Self.message(of: error), expected: "the gate's checks can run", advice: "fix the cause and retry the stage")]
@@ -262,7 +264,8 @@ public struct MigrationRunner: Sendable {
             c.observer.report(.undoStarted(stage))
             c.logger.info("undoing stage", metadata: ["stage": "\(stage)"])
             do {
-                try await executor.undo(makeContext(journal: journal, workingDirectory: journal.snapshot.workingDirectory, stage: stage))
+                let context = makeContext(journal: journal, workingDirectory: journal.snapshot.workingDirectory, stage: stage)
+                try await cancellable { try await executor.undo(context) }
                 c.observer.report(.undoFinished(stage, error: nil))
                 return .undoSucceeded(stage)
             } catch {
@@ -358,18 +361,31 @@ public struct MigrationRunner: Sendable {
 
     func makeContext(journal: StateJournal?, workingDirectory: String, stage: MigrationStage?) -> StageContext {
         let c = configuration
-        let observer = c.observer
-        let redactor = self.redactor
         var logger = c.logger
         if let stage { logger[metadataKey: "stage"] = "\(stage)" }
+        // `plan` runs without a stage (nothing is reported) and without a journal (nothing saved).
+        let observer: any MigrationObserver = stage == nil ? SilentObserver() : c.observer
+        let activity = StageActivity(
+            stage: stage ?? .prerequisites, journal: stage == nil ? nil : journal, observer: observer,
+            redactor: redactor, clock: c.clock)
         return StageContext(
             playbook: c.playbook.playbook, playbookPath: c.playbook.path, workingDirectory: workingDirectory,
             store: c.store, environment: c.environment, redactor: redactor, journal: journal, clock: c.clock,
-            cancellation: c.cancellation, logger: logger,
-            progress: { message in
-                if let stage { observer.report(.stageMessage(stage, redactor.redact(message))) }
-            }
-        )
+            cancellation: c.cancellation, logger: logger, activity: activity)
+    }
+
+    /// Runs `body` (a stage's run, gate or undo) in a task of its own that SIGINT/SIGTERM cancel at
+    /// once, so a long query is cancelled on the server and a wait ends, instead of only stopping at
+    /// the next check of the flag.
+    func cancellable<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let task = Task { try await body() }
+        let token = configuration.cancellation.onCancel { task.cancel() }
+        defer { configuration.cancellation.remove(token) }
+        return try await withTaskCancellationHandler {
+            try await task.value
+        } onCancel: {
+            task.cancel()
+        }
     }
 }
 

@@ -15,6 +15,11 @@ import Synchronization
 /// - `undo` is idempotent too, and must work from whatever the journal says happened.
 /// - `gate` does not change anything. A check with verdict FAIL stops the migration at this stage.
 /// - Between steps, call `context.checkCancellation()`: it throws `.interrupted` after SIGINT/SIGTERM.
+///   The runner also cancels the task running `run`, `gate` or `undo` on SIGINT/SIGTERM, so work in
+///   progress stops at once: an async libpq query is cancelled on the server, `context.sleep` throws.
+/// - Wait only through `context.sleep` (the injected clock: unit tests use a fake one) and bound
+///   every wait; say what is awaited with `context.activity.waiting(…)` (shown by `pgha status`),
+///   and report long work with `context.activity.progress(…)`.
 /// - Never put a password, a DSN or other secret into an error message, a step detail or a check.
 public protocol MigrationStageExecutor: Sendable {
     /// The stage this executor implements.
@@ -50,14 +55,14 @@ public struct StageContext: Sendable {
     public var clock: any MigrationClock
     public var cancellation: CancellationFlag
     public var logger: Logger
-    /// Reports a progress line for the operator (already redacted by the runner).
-    public var progress: @Sendable (String) -> Void
+    /// Progress lines, typed progress and waits for the operator (redacted on the way out).
+    public var activity: StageActivity
 
     public init(
         playbook: Playbook, playbookPath: String, workingDirectory: String, store: StateStore,
         environment: any EnvironmentProviding, redactor: SecretRedactor, journal: StateJournal?,
         clock: any MigrationClock, cancellation: CancellationFlag, logger: Logger,
-        progress: @escaping @Sendable (String) -> Void = { _ in }
+        activity: StageActivity
     ) {
         self.playbook = playbook
         self.playbookPath = playbookPath
@@ -69,7 +74,38 @@ public struct StageContext: Sendable {
         self.clock = clock
         self.cancellation = cancellation
         self.logger = logger
-        self.progress = progress
+        self.activity = activity
+    }
+
+    /// A context outside a runner (tests, tools): progress lines go to `progress`, other events to
+    /// `observer`; waits are saved in `journal` when there is one.
+    public init(
+        playbook: Playbook, playbookPath: String, workingDirectory: String, store: StateStore,
+        environment: any EnvironmentProviding, redactor: SecretRedactor, journal: StateJournal?,
+        clock: any MigrationClock, cancellation: CancellationFlag, logger: Logger, stage: MigrationStage = .prerequisites,
+        observer: any MigrationObserver = SilentObserver(), progress: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        let forwarding = ClosureObserver { event in
+            if case .stageMessage(_, let text) = event { progress(text) } else { observer.report(event) }
+        }
+        self.init(
+            playbook: playbook, playbookPath: playbookPath, workingDirectory: workingDirectory, store: store,
+            environment: environment, redactor: redactor, journal: journal, clock: clock, cancellation: cancellation,
+            logger: logger, activity: StageActivity(stage: stage, journal: journal, observer: forwarding, redactor: redactor, clock: clock))
+    }
+
+    /// Reports a progress line for the operator.
+    public func progress(_ message: String) { activity.message(message) }
+
+    /// Waits `duration` on the injected clock; throws `.interrupted` on SIGINT/SIGTERM.
+    public func sleep(for duration: Duration) async throws(MigrationError) {
+        try checkCancellation()
+        do {
+            try await clock.sleep(for: duration)
+        } catch {
+            throw MigrationError(.interrupted, "interrupted")
+        }
+        try checkCancellation()
     }
 
     /// Throws `.interrupted` once SIGINT/SIGTERM was received or the task was cancelled.
@@ -90,16 +126,48 @@ public struct StageContext: Sendable {
 
 /// Set by the CLI's SIGINT/SIGTERM handler (or anyone wanting the run to stop); the runner and the
 /// stages stop at the next safe point, save the state, and end with `.interrupted`.
+///
+/// Work that can be stopped at once (the task running a stage) registers a handler with
+/// `onCancel`; `cancel()` runs every handler once.
 public final class CancellationFlag: Sendable {
     private let flag = Atomic<Bool>(false)
+    private let handlers = Mutex<(next: Int, byID: [Int: @Sendable () -> Void])>((0, [:]))
 
     public init() {}
 
-    /// Asks the run to stop at the next safe point. Async-signal-safe in effect (one atomic store),
-    /// but prefer calling it from a dispatch signal source rather than a raw handler.
-    public func cancel() { flag.store(true, ordering: .sequentiallyConsistent) }
+    /// Asks the run to stop: sets the flag, then runs every registered handler. Call it from a
+    /// dispatch signal source rather than a raw signal handler.
+    public func cancel() {
+        flag.store(true, ordering: .sequentiallyConsistent)
+        let toRun = handlers.withLock { h -> [@Sendable () -> Void] in
+            defer { h.byID = [:] }
+            return Array(h.byID.values)
+        }
+        for handler in toRun { handler() }
+    }
 
     public var isCancelled: Bool { flag.load(ordering: .sequentiallyConsistent) }
+
+    /// Runs `handler` on `cancel()` (at once if already cancelled). Returns a token for `remove`.
+    @discardableResult
+    public func onCancel(_ handler: @escaping @Sendable () -> Void) -> Int {
+        let token: Int? = handlers.withLock { h in
+            if isCancelled { return nil }
+            h.next += 1
+            h.byID[h.next] = handler
+            return h.next
+        }
+        guard let token else {
+            handler()
+            return 0
+        }
+        return token
+    }
+
+    /// Forgets the handler registered under `token`.
+    public func remove(_ token: Int) {
+        _ = handlers.withLock { $0.byID.removeValue(forKey: token) }
+    }
 }
 
 /// What a stage will do, for people (the guided prompt, `pgha plan`) and for JSON.

@@ -12,6 +12,12 @@ public enum MigrationProgress: Hashable, Sendable {
     case stageStarted(MigrationStage, attempt: Int)
     /// A line of progress from inside a stage.
     case stageMessage(MigrationStage, String)
+    /// Typed progress of a long task inside a stage (a bar on a terminal).
+    case stageProgress(MigrationStage, StageProgress)
+    /// The stage started waiting for something, or what it waits for changed (`StageWait.detail`).
+    case stageWaiting(MigrationStage, StageWait)
+    /// The stage's wait is over.
+    case stageWaitEnded(MigrationStage, waitedSeconds: Double)
     case stageRunFailed(MigrationStage, StageFailure)
     case gateEvaluated(MigrationStage, [CheckResult])
     /// The operator's (or policy's) answer.
@@ -31,6 +37,13 @@ public protocol MigrationObserver: Sendable {
 public struct SilentObserver: MigrationObserver {
     public init() {}
     public func report(_ progress: MigrationProgress) {}
+}
+
+/// Hands every event to a closure.
+public struct ClosureObserver: MigrationObserver {
+    private let body: @Sendable (MigrationProgress) -> Void
+    public init(_ body: @escaping @Sendable (MigrationProgress) -> Void) { self.body = body }
+    public func report(_ progress: MigrationProgress) { body(progress) }
 }
 
 /// One JSON object per line, e.g. `{"event":"gate","stage":"config","checks":[…]}`.
@@ -76,6 +89,9 @@ struct ProgressRecord: Encodable {
     var holder: LockHolder?
     var outcome: MigrationOutcome?
     var exitCode: Int32?
+    var progress: StageProgress?
+    var waiting: StageWait?
+    var waitedSeconds: Double?
 
     init(_ progress: MigrationProgress) {
         switch progress {
@@ -89,6 +105,12 @@ struct ProgressRecord: Encodable {
             event = "stage-started"; stage = s; self.attempt = attempt
         case .stageMessage(let s, let text):
             event = "stage-message"; stage = s; message = text
+        case .stageProgress(let s, let update):
+            event = "stage-progress"; stage = s; self.progress = update
+        case .stageWaiting(let s, let wait):
+            event = "stage-waiting"; stage = s; waiting = wait; message = wait.what
+        case .stageWaitEnded(let s, let seconds):
+            event = "stage-wait-ended"; stage = s; waitedSeconds = seconds
         case .stageRunFailed(let s, let f):
             event = "stage-run-failed"; stage = s; failure = f; message = f.message
         case .gateEvaluated(let s, let results):

@@ -568,7 +568,7 @@ public enum PrerequisitesEvaluation {
 }
 
 /// `0 B`, `512 B`, `16.0 kB`, `1.0 MB`, `2.5 GB` (base 1024, as PostgreSQL).
-func formatBytes(_ bytes: Int64) -> String {
+public func formatBytes(_ bytes: Int64) -> String {
     let units = ["kB", "MB", "GB", "TB"]
     guard abs(bytes) >= 1024 else { return "\(bytes) B" }
     var value = Double(bytes) / 1024

@@ -9,7 +9,7 @@ public import Foundation
 /// the format.
 public struct MigrationState: Codable, Sendable, Hashable {
     /// The schema this pgha writes, and the newest it reads.
-    public static let currentSchemaVersion = 1
+    public static let currentSchemaVersion = 2
 
     /// Which way the migration is going. A rollback that is interrupted resumes as a rollback.
     public enum Direction: String, Codable, Sendable, Hashable {
@@ -62,8 +62,11 @@ public struct MigrationState: Codable, Sendable, Hashable {
         /// The latest gate results with observed values and verdicts.
         public var gate: [CheckResult]
         public var gateEvaluatedAt: Date?
+        /// What the stage is waiting for right now (lag, a cluster to appear…), since when; nil when
+        /// it is not waiting. Shown by `pgha status`.
+        public var waiting: StageWait?
 
-        public init(stage: MigrationStage, status: StageStatus = .pending, attempts: Int = 0, startedAt: Date? = nil, finishedAt: Date? = nil, gate: [CheckResult] = [], gateEvaluatedAt: Date? = nil) {
+        public init(stage: MigrationStage, status: StageStatus = .pending, attempts: Int = 0, startedAt: Date? = nil, finishedAt: Date? = nil, gate: [CheckResult] = [], gateEvaluatedAt: Date? = nil, waiting: StageWait? = nil) {
             self.stage = stage
             self.status = status
             self.attempts = attempts
@@ -71,6 +74,7 @@ public struct MigrationState: Codable, Sendable, Hashable {
             self.finishedAt = finishedAt
             self.gate = gate
             self.gateEvaluatedAt = gateEvaluatedAt
+            self.waiting = waiting
         }
     }
 
@@ -95,13 +99,13 @@ public struct MigrationState: Codable, Sendable, Hashable {
         public var phase: StepPhase
         /// Human-readable description (no secrets).
         public var detail: String
-        /// Undo information captured before the change (e.g. an original setting's value).
-        public var undo: [String: String]
+        /// Undo information captured before the change (e.g. who created a slot).
+        public var undo: StepUndo
         public var intendedAt: Date
         public var doneAt: Date?
         public var undoneAt: Date?
 
-        public init(id: Int, stage: MigrationStage, name: String, phase: StepPhase, detail: String, undo: [String: String], intendedAt: Date, doneAt: Date? = nil, undoneAt: Date? = nil) {
+        public init(id: Int, stage: MigrationStage, name: String, phase: StepPhase, detail: String, undo: StepUndo = .nothing, intendedAt: Date, doneAt: Date? = nil, undoneAt: Date? = nil) {
             self.id = id
             self.stage = stage
             self.name = name
@@ -237,6 +241,8 @@ public struct MigrationState: Codable, Sendable, Hashable {
                     s.finishedAt = now
                 }
                 s.status = record.status
+                // A wait belongs to one run of the stage.
+                s.waiting = nil
             }
             if s.gate != record.gate {
                 s.gate = record.gate
@@ -268,13 +274,19 @@ public struct MigrationState: Codable, Sendable, Hashable {
             case .pending, .running, .passed, .rolledBack: break
             }
             s.gate = s.gate.map { $0.redacted(by: redactor) }
+            s.waiting = s.waiting.map { wait in
+                var wait = wait
+                wait.what = redactor.redact(wait.what)
+                wait.detail = wait.detail.map(redactor.redact)
+                return wait
+            }
             return s
         }
         copy.steps = steps.map { step in
             var step = step
             step.name = redactor.redact(step.name)
             step.detail = redactor.redact(step.detail)
-            step.undo = Dictionary(uniqueKeysWithValues: step.undo.map { (redactor.redact($0.key), redactor.redact($0.value)) })
+            step.undo = step.undo.redacted(by: redactor)
             return step
         }
         copy.files = files.map { file in

@@ -60,7 +60,7 @@ public final class StateJournal: Sendable {
     /// - Parameters:
     ///   - name: stable within the stage, so a resumed run finds it (`create-extension:pg_trgm@node2`).
     ///   - undo: what undo needs, captured before the change. No secrets.
-    public func beginStep(_ stage: MigrationStage, name: String, detail: String, undo: [String: String] = [:]) throws(MigrationError) -> Int {
+    public func beginStep(_ stage: MigrationStage, name: String, detail: String, undo: StepUndo = .nothing) throws(MigrationError) -> Int {
         let now = clock.now()
         return try update { s in
             let id = s.nextRecordID
@@ -70,8 +70,9 @@ public final class StateJournal: Sendable {
         }
     }
 
-    /// Marks step `id` done and persists; `undo` entries are merged (e.g. an id created by the step).
-    public func completeStep(_ id: Int, undo: [String: String] = [:]) throws(MigrationError) {
+    /// Marks step `id` done and persists; `undo`, when given, replaces the undo information (e.g.
+    /// with what the step learned while making its change).
+    public func completeStep(_ id: Int, undo: StepUndo? = nil) throws(MigrationError) {
         try setStepPhase(id, .done, undo: undo)
     }
 
@@ -90,19 +91,25 @@ public final class StateJournal: Sendable {
         snapshot.steps.filter { $0.stage == stage }
     }
 
+    /// The latest step of `stage` named `name` that was not abandoned (a resumed run finds its
+    /// earlier attempt here).
+    public func step(_ stage: MigrationStage, named name: String) -> MigrationState.StepRecord? {
+        steps(of: stage).last { $0.name == name && $0.phase != .abandoned }
+    }
+
     /// Steps of `stage` with an intent and no completion: to re-check on resume.
     public func pendingSteps(of stage: MigrationStage) -> [MigrationState.StepRecord] {
         steps(of: stage).filter { $0.phase == .intent }
     }
 
-    private func setStepPhase(_ id: Int, _ phase: MigrationState.StepPhase, undo: [String: String] = [:]) throws(MigrationError) {
+    private func setStepPhase(_ id: Int, _ phase: MigrationState.StepPhase, undo: StepUndo? = nil) throws(MigrationError) {
         let now = clock.now()
         try update { (s: inout MigrationState) throws(MigrationError) in
             guard let i = s.steps.firstIndex(where: { $0.id == id }) else {
                 throw MigrationError(.invalidTransition, "no journal step with id \(id)")
             }
             s.steps[i].phase = phase
-            s.steps[i].undo.merge(undo) { _, new in new }
+            if let undo { s.steps[i].undo = undo }
             switch phase {
             case .done: s.steps[i].doneAt = now
             case .undone: s.steps[i].undoneAt = now

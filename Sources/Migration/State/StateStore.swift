@@ -121,7 +121,12 @@ public struct StateStore: Sendable {
             throw MigrationError(.stateCorrupt, "state file \(path) has an invalid schemaVersion \(schema). \(advice)", path: path)
         }
         do {
-            return try decoder.decode(MigrationState.self, from: data)
+            decoder.userInfo[StepUndo.schemaVersionKey] = schema
+            var state = try decoder.decode(MigrationState.self, from: data)
+            // Schema 1 → 2: undo information became typed (`StepUndo`; schema-1 maps are read as
+            // `.legacy`) and stages may record what they wait for. The next save writes schema 2.
+            state.schemaVersion = MigrationState.currentSchemaVersion
+            return state
         } catch let error as DecodingError {
             throw MigrationError(.stateCorrupt, "state file \(path) does not match schema \(schema): \(describe(error)). \(advice)", path: path)
         } catch {

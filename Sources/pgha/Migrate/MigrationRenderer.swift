@@ -17,9 +17,24 @@ struct MigrationRenderer: MigrationObserver {
     let output: MigrationOutput
     let store: StateStore
     let style: Style
+    let display: ProgressDisplay
+
+    init(output: MigrationOutput, store: StateStore, style: Style, display: ProgressDisplay? = nil) {
+        self.output = output
+        self.store = store
+        self.style = style
+        self.display = display ?? ProgressDisplay(output: output)
+    }
 
     func report(_ progress: MigrationProgress) {
+        if case .stageProgress(_, let update) = progress {
+            display.show(update)
+            return
+        }
+        display.clear()
         switch progress {
+        case .stageProgress:
+            break  // drawn above
         case .runStarted(let command, let plan, let resumed):
             let state = try? store.load()
             let name = state?.playbook.name ?? "migration"
@@ -48,6 +63,17 @@ struct MigrationRenderer: MigrationObserver {
 
         case .stageMessage(_, let message):
             output.line(Self.indent(message, by: 4))
+
+        case .stageWaiting(_, let wait):
+            var text = "    waiting for \(wait.what)"
+            if let deadline = wait.deadline {
+                text += " (gives up after \(ProgressDisplay.duration(deadline.timeIntervalSince(wait.since))))"
+            }
+            if let detail = wait.detail { text += ": \(detail)" }
+            output.line(text)
+
+        case .stageWaitEnded(_, let seconds):
+            output.line("    done waiting after \(ProgressDisplay.duration(seconds))")
 
         case .stageRunFailed(let stage, let failure):
             output.line("  \(stage) FAILED: \(failure.message)")

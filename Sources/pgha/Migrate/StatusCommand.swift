@@ -65,6 +65,13 @@ struct StatusCommand: AsyncParsableCommand {
         }
         out.line(TextTable(header: ["#", "STAGE", "BUILT", "STATUS", "ATTEMPTS", "FINISHED", "GATE"], rows: rows).render())
         for s in state.stages {
+            if let wait = s.waiting {
+                let since = Int(Date().timeIntervalSince(wait.since).rounded())
+                var text = "  \(s.stage) WAITING since \(Self.time(wait.since)) (\(since) s): for \(wait.what)"
+                if let deadline = wait.deadline { text += "; gives up at \(Self.time(deadline))" }
+                if let detail = wait.detail { text += " — \(detail)" }
+                out.line(text)
+            }
             if let reason = s.status.reason { out.line("  \(s.stage) \(s.status.name): \(reason)") }
             for check in s.gate where check.verdict == .fail || check.verdict == .warn {
                 out.line("  \(s.stage) gate \(check.verdict.rawValue) \(check.name): observed \(check.observed)" + (check.expected.map { ", expected \($0)" } ?? "") + (check.advice.map { " — \($0)" } ?? ""))
