@@ -178,9 +178,9 @@ public struct ConfigRenderer: Sendable {
         if let v = target.sslkey { yaml["sslkey"] = yamlScalar(v) }
 
         // Members, for haproxy.cfg and patroni.yml.
-        let members: [[String: Any]] = target.apiHosts.enumerated().map { i, hp in
+        let members: [[String: Any]] = target.members.map { m in
             var member: [String: Any] = [
-                "name": "node\(i + 1)", "host": Self.bracketed(hp.host), "pg_port": String(target.port), "api_port": String(hp.port),
+                "name": Self.oneLine(m.name), "host": Self.bracketed(m.host), "pg_port": String(target.port), "api_port": String(m.apiPort),
             ]
             if target.apiScheme == "https" {
                 member["check_ssl"] = ["verify": target.apiCAFile.map { "required ca-file \($0)" } ?? "none"]
@@ -197,9 +197,15 @@ public struct ConfigRenderer: Sendable {
             "scope": yamlScalar(target.scope), "members": members, "api_port": String(target.apiPort),
             "pg_port": String(target.port), "max_lag_bytes": String(p.thresholds.maxLagBytes),
             "has_etcd": !target.etcdHosts.isEmpty, "etcd_hosts": target.etcdHosts.map { yamlScalar($0.description) },
-            "superuser": yamlScalar(target.adminUser ?? "postgres"),
+            "superuser": yamlScalar(target.adminUser ?? "postgres"), "replication_user": yamlScalar(target.replicationUser),
+            "ttl": String(target.dcs.ttl), "loop_wait": String(target.dcs.loopWait), "retry_timeout": String(target.dcs.retryTimeout),
         ]
         if let v = target.apiUser { patroniYML["api_user"] = yamlScalar(v) }
+        if p.sync.method == .physical {
+            patroniYML["standby"] = [
+                "source_host": yamlScalar(source.host), "source_port": String(source.port), "slot": yamlScalar(p.sync.slot),
+            ]
+        }
 
         var base: [String: Any] = [
             "playbook_name": Self.oneLine(p.name), "project": project, "patroni": patroni, "yaml": yaml,

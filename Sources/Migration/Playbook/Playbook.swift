@@ -19,6 +19,7 @@ public struct Playbook: Hashable, Sendable {
     public var application: Application
     public var haproxy: HAProxy
     public var outputs: Outputs
+    public var sync: Sync
     public var onFailure: OnFailure
 
     /// The application's single PostgreSQL node.
@@ -103,8 +104,15 @@ public struct Playbook: Hashable, Sendable {
         public var sslkey: String?
         /// Database names on the cluster (default: the source's).
         public var databases: Databases
-        /// etcd endpoints, for the reference patroni.yml only.
+        /// etcd endpoints, for the generated patroni.yml.
         public var etcdHosts: [HostPort]
+        /// The members by name and address (`target.members`), for the generated patroni.yml and
+        /// haproxy.cfg; when the playbook has none, they are `node1`… at the `api_hosts`.
+        public var members: [Member]
+        /// The replication role the members use (physical method: to stream from the single node).
+        public var replicationUser: String
+        /// Patroni's DCS timings for the generated patroni.yml (`target.patroni_dcs`).
+        public var dcs: DCSTimings
 
         public init(
             scope: String = "pgha", apiHosts: [HostPort], apiPort: Int = 8008, apiScheme: String = "http",
@@ -112,7 +120,8 @@ public struct Playbook: Hashable, Sendable {
             port: Int = 5432, user: String, password: EnvironmentReference,
             adminUser: String? = nil, adminPassword: EnvironmentReference? = nil,
             sslmode: String? = nil, sslrootcert: String? = nil, sslcert: String? = nil, sslkey: String? = nil,
-            databases: Databases, etcdHosts: [HostPort] = []
+            databases: Databases, etcdHosts: [HostPort] = [], members: [Member] = [], replicationUser: String = "replicator",
+            dcs: DCSTimings = DCSTimings()
         ) {
             self.scope = scope
             self.apiHosts = apiHosts
@@ -132,6 +141,88 @@ public struct Playbook: Hashable, Sendable {
             self.sslkey = sslkey
             self.databases = databases
             self.etcdHosts = etcdHosts
+            self.members = members.isEmpty
+                ? apiHosts.enumerated().map { Member(name: "node\($0.offset + 1)", host: $0.element.host, apiPort: $0.element.port) }
+                : members
+            self.replicationUser = replicationUser
+            self.dcs = dcs
+        }
+    }
+
+    /// Patroni's `ttl`, `loop_wait` and `retry_timeout` (its defaults: 30, 10, 10).
+    public struct DCSTimings: Hashable, Sendable {
+        public var ttl: Int
+        public var loopWait: Int
+        public var retryTimeout: Int
+
+        public init(ttl: Int = 30, loopWait: Int = 10, retryTimeout: Int = 10) {
+            self.ttl = ttl
+            self.loopWait = loopWait
+            self.retryTimeout = retryTimeout
+        }
+    }
+
+    /// One cluster member as the playbook names it.
+    public struct Member: Hashable, Sendable {
+        /// Patroni's `name` (unique across the single node and the cluster).
+        public var name: String
+        /// Where its PostgreSQL and REST API listen.
+        public var host: String
+        /// Its REST API port.
+        public var apiPort: Int
+
+        public init(name: String, host: String, apiPort: Int) {
+            self.name = name
+            self.host = host
+            self.apiPort = apiPort
+        }
+    }
+
+    /// How the data moves (`sync:`).
+    public struct Sync: Hashable, Sendable {
+        public enum Method: String, Hashable, Sendable, CaseIterable {
+            /// The cluster is bootstrapped as a Patroni standby cluster of the single node and follows
+            /// it by physical streaming replication (same major version).
+            case physical
+            /// Publication on the single node, subscription on an independently initialised cluster
+            /// (not built yet).
+            case logical
+        }
+
+        public var method: Method
+        /// The physical replication slot on the single node that the standby cluster streams from.
+        public var slot: String
+        /// WAL the slot may hold back on the single node before the stage stops (a vanished
+        /// cluster must not fill the source's disk).
+        public var maxWALRetentionBytes: Int64
+        /// Replay lag on every member that counts as caught up (default `thresholds.max_lag_bytes`).
+        public var caughtUpLagBytes: Int64
+        /// How long the stage waits for the cluster to appear (its REST API to answer).
+        public var clusterTimeoutSeconds: Double
+        /// How long the copy or the catch-up may make no progress before the stage fails.
+        public var stallTimeoutSeconds: Double
+        /// A command that starts the cluster's members (run by `/bin/sh -c` once the slot exists);
+        /// without one, pgha waits for the operator to start them.
+        public var startCluster: String?
+        /// A command that stops them, run by undo before the slot is dropped.
+        public var stopCluster: String?
+        /// Longest a hook may run.
+        public var hookTimeoutSeconds: Double
+
+        public init(
+            method: Method = .physical, slot: String = "pgha_standby", maxWALRetentionBytes: Int64 = 10 << 30,
+            caughtUpLagBytes: Int64 = 1 << 20, clusterTimeoutSeconds: Double = 3600, stallTimeoutSeconds: Double = 600,
+            startCluster: String? = nil, stopCluster: String? = nil, hookTimeoutSeconds: Double = 600
+        ) {
+            self.method = method
+            self.slot = slot
+            self.maxWALRetentionBytes = maxWALRetentionBytes
+            self.caughtUpLagBytes = caughtUpLagBytes
+            self.clusterTimeoutSeconds = clusterTimeoutSeconds
+            self.stallTimeoutSeconds = stallTimeoutSeconds
+            self.startCluster = startCluster
+            self.stopCluster = stopCluster
+            self.hookTimeoutSeconds = hookTimeoutSeconds
         }
     }
 
@@ -241,7 +332,7 @@ public struct Playbook: Hashable, Sendable {
         version: Int = Playbook.currentVersion, name: String, source: Source, target: Target,
         extensions: Extensions = Extensions(), thresholds: Thresholds = Thresholds(),
         application: Application = Application(), haproxy: HAProxy = HAProxy(),
-        outputs: Outputs = Outputs(), onFailure: OnFailure = .stop
+        outputs: Outputs = Outputs(), sync: Sync = Sync(), onFailure: OnFailure = .stop
     ) {
         self.version = version
         self.name = name
@@ -252,6 +343,7 @@ public struct Playbook: Hashable, Sendable {
         self.application = application
         self.haproxy = haproxy
         self.outputs = outputs
+        self.sync = sync
         self.onFailure = onFailure
     }
 

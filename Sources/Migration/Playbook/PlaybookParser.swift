@@ -97,7 +97,7 @@ final class PlaybookReader {
             return nil
         }
         guard let top = mapping(root, path: "", allowed: [
-            "version", "name", "source", "target", "extensions", "thresholds", "application", "haproxy", "outputs", "on_failure",
+            "version", "name", "source", "target", "extensions", "thresholds", "application", "haproxy", "outputs", "sync", "on_failure",
         ], required: ["version", "name", "source", "target"]) else { return nil }
 
         let version = int(top, "version", range: 1...Int.max)
@@ -112,6 +112,7 @@ final class PlaybookReader {
         let application = self.application(top["application"])
         let haproxy = self.haproxy(top["haproxy"])
         let outputs = self.outputs(top["outputs"])
+        let sync = self.sync(top["sync"], thresholds: thresholds, scope: target?.scope)
         let onFailure: Playbook.OnFailure = choice(top, "on_failure", Playbook.OnFailure.allCases.map(\.rawValue)).flatMap(Playbook.OnFailure.init(rawValue:)) ?? .stop
 
         if let target, let thresholds, thresholds.minMembers > target.apiHosts.count, !target.apiHosts.isEmpty {
@@ -119,10 +120,10 @@ final class PlaybookReader {
                   "requires \(thresholds.minMembers) members but target.api_hosts lists \(target.apiHosts.count)")
         }
         guard let version, let name, let source, let target, let extensions, let thresholds, let application,
-              let haproxy, let outputs else { return nil }
+              let haproxy, let outputs, let sync else { return nil }
         return Playbook(
             version: version, name: name, source: source, target: target, extensions: extensions,
-            thresholds: thresholds, application: application, haproxy: haproxy, outputs: outputs, onFailure: onFailure
+            thresholds: thresholds, application: application, haproxy: haproxy, outputs: outputs, sync: sync, onFailure: onFailure
         )
     }
 
@@ -152,10 +153,26 @@ final class PlaybookReader {
         guard let m = mapping(node, path: "target", allowed: [
             "scope", "api_hosts", "api_port", "api_scheme", "api_cafile", "api_user", "api_password", "port", "user", "password",
             "admin_user", "admin_password", "sslmode", "sslrootcert", "sslcert", "sslkey", "databases", "etcd_hosts",
-        ], required: ["api_hosts", "user", "password"]) else { return nil }
+            "members", "replication_user", "patroni_dcs",
+        ], required: ["user", "password"]) else { return nil }
         let scope = optionalString(m, "scope") ?? "pgha"
         let apiPort = int(m, "api_port", range: 1...65535) ?? 8008
-        let apiHosts = hostPortList(m, "api_hosts", defaultPort: apiPort, requireNonEmpty: true)
+        let members = m["members"] == nil ? [] : self.members(m["members"], apiPort: apiPort)
+        let apiHosts: [Playbook.HostPort]?
+        if m["api_hosts"] != nil {
+            apiHosts = hostPortList(m, "api_hosts", defaultPort: apiPort, requireNonEmpty: true)
+        } else if let members, !members.isEmpty {
+            apiHosts = members.map { Playbook.HostPort(host: $0.host, port: $0.apiPort) }
+        } else {
+            if members != nil { issue(m.node, "target", "missing required key 'api_hosts' (or 'members')") }
+            apiHosts = nil
+        }
+        if let members, let apiHosts, !members.isEmpty, m["api_hosts"] != nil,
+           Set(members.map { Playbook.HostPort(host: $0.host, port: $0.apiPort) }) != Set(apiHosts) {
+            issue(m["api_hosts"], "target.api_hosts", "lists other hosts than target.members (leave api_hosts out to use the members' addresses)")
+        }
+        let replicationUser = optionalString(m, "replication_user") ?? "replicator"
+        let dcs = self.dcsTimings(m["patroni_dcs"])
         let apiScheme = choice(m, "api_scheme", ["http", "https"]) ?? "http"
         let apiCAFile = optionalString(m, "api_cafile")
         let apiUser = optionalString(m, "api_user")
@@ -179,12 +196,13 @@ final class PlaybookReader {
         if apiUser != nil, apiPassword == nil {
             issue(m["api_user"], "target.api_user", "is set but target.api_password is not (write api_password: ${ENV_VAR})")
         }
-        guard let apiHosts, let user, let password, let databases, let etcdHosts else { return nil }
+        guard let apiHosts, let user, let password, let databases, let etcdHosts, let members, let dcs else { return nil }
         return Playbook.Target(
             scope: scope, apiHosts: apiHosts, apiPort: apiPort, apiScheme: apiScheme, apiCAFile: apiCAFile,
             apiUser: apiUser, apiPassword: apiPassword, port: port, user: user, password: password,
             adminUser: adminUser, adminPassword: adminPassword, sslmode: sslmode, sslrootcert: sslrootcert,
-            sslcert: sslcert, sslkey: sslkey, databases: databases, etcdHosts: etcdHosts
+            sslcert: sslcert, sslkey: sslkey, databases: databases, etcdHosts: etcdHosts, members: members,
+            replicationUser: replicationUser, dcs: dcs
         )
     }
 

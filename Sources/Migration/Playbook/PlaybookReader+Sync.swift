@@ -1,0 +1,92 @@
+import Yams
+
+/// The `sync:` section and `target.members`.
+extension PlaybookReader {
+    func members(_ node: Node?, apiPort: Int) -> [Playbook.Member]? {
+        guard let node else { return [] }
+        guard let items = sequence(node, path: "target.members", what: "a list of members ({name, host[, api_port]})") else { return nil }
+        var members: [Playbook.Member] = []
+        var valid = true
+        for (i, item) in items.enumerated() {
+            guard let m = mapping(item, path: "target.members[\(i)]", allowed: ["name", "host", "api_port"], required: ["name", "host"]) else {
+                valid = false
+                continue
+            }
+            guard let name = string(m, "name"), let host = hostName(m, "host") else {
+                valid = false
+                continue
+            }
+            if !Self.isMemberName(name) {
+                issue(m["name"], "target.members[\(i)].name", "\"\(name)\" is not a valid Patroni member name (letters, digits, ., _ and -)")
+                valid = false
+            }
+            if members.contains(where: { $0.name == name }) {
+                issue(m["name"], "target.members[\(i)].name", "\"\(name)\" is listed twice (member names must be unique)")
+                valid = false
+            }
+            members.append(Playbook.Member(name: name, host: host, apiPort: int(m, "api_port", range: 1...65535) ?? apiPort))
+        }
+        if items.isEmpty {
+            issue(node, "target.members", "expected at least one member")
+            return nil
+        }
+        return valid ? members : nil
+    }
+
+    func sync(_ node: Node?, thresholds: Playbook.Thresholds?, scope: String?) -> Playbook.Sync? {
+        let lag = thresholds?.maxLagBytes ?? Playbook.Thresholds().maxLagBytes
+        let d = Playbook.Sync(caughtUpLagBytes: lag)
+        guard let node else { return d }
+        guard let m = mapping(node, path: "sync", allowed: [
+            "method", "slot", "max_wal_retention", "caught_up_lag", "cluster_timeout", "stall_timeout",
+            "start_cluster", "stop_cluster", "hook_timeout",
+        ], required: []) else { return nil }
+        let method = choice(m, "method", Playbook.Sync.Method.allCases.map(\.rawValue)).flatMap(Playbook.Sync.Method.init(rawValue:))
+        var slot = d.slot
+        if m["slot"] != nil {
+            guard let name = string(m, "slot") else { return nil }
+            guard Self.isSlotName(name) else {
+                issue(m["slot"], "sync.slot", "\"\(name)\" is not a replication slot name (lower-case letters, digits and _, at most 63)")
+                return nil
+            }
+            slot = name
+        }
+        let start = m["start_cluster"] == nil ? nil : string(m, "start_cluster")
+        let stop = m["stop_cluster"] == nil ? nil : string(m, "stop_cluster")
+        if m["start_cluster"] != nil, start == nil { return nil }
+        if m["stop_cluster"] != nil, stop == nil { return nil }
+        return Playbook.Sync(
+            method: method ?? d.method, slot: slot,
+            maxWALRetentionBytes: bytes(m, "max_wal_retention") ?? d.maxWALRetentionBytes,
+            caughtUpLagBytes: bytes(m, "caught_up_lag") ?? d.caughtUpLagBytes,
+            clusterTimeoutSeconds: duration(m, "cluster_timeout") ?? d.clusterTimeoutSeconds,
+            stallTimeoutSeconds: duration(m, "stall_timeout") ?? d.stallTimeoutSeconds,
+            startCluster: start, stopCluster: stop,
+            hookTimeoutSeconds: duration(m, "hook_timeout") ?? d.hookTimeoutSeconds)
+    }
+
+    /// `target.patroni_dcs: {ttl, loop_wait, retry_timeout}`, held to what Patroni accepts.
+    func dcsTimings(_ node: Node?) -> Playbook.DCSTimings? {
+        let d = Playbook.DCSTimings()
+        guard let node else { return d }
+        guard let m = mapping(node, path: "target.patroni_dcs", allowed: ["ttl", "loop_wait", "retry_timeout"], required: []) else { return nil }
+        let t = Playbook.DCSTimings(
+            ttl: int(m, "ttl", range: 20...3600) ?? d.ttl, loopWait: int(m, "loop_wait", range: 1...3600) ?? d.loopWait,
+            retryTimeout: int(m, "retry_timeout", range: 3...3600) ?? d.retryTimeout)
+        if t.loopWait + 2 * t.retryTimeout > t.ttl {
+            issue(m.node, "target.patroni_dcs", "Patroni needs loop_wait + 2 * retry_timeout <= ttl (got \(t.loopWait) + 2 * \(t.retryTimeout) > \(t.ttl))")
+            return nil
+        }
+        return t
+    }
+
+    /// PostgreSQL's rule for slot names.
+    static func isSlotName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 63
+            && name.unicodeScalars.allSatisfy { $0 == "_" || ("a"..."z").contains($0) || ("0"..."9").contains($0) }
+    }
+
+    static func isMemberName(_ name: String) -> Bool {
+        !name.isEmpty && name.unicodeScalars.allSatisfy { "._-".unicodeScalars.contains($0) || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) }
+    }
+}
