@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "HAPoolTests", dependencies: ["HAPool"], swiftSettings: swiftSettings),
         .testTarget(
             name: "MigrationTests",
-            dependencies: ["Migration", "Verification", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Migration", "Verification", "PlainText", .product(name: "Logging", package: "swift-log")],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

@@ -9,10 +9,11 @@ struct PatroniClusterObserver: ClusterObserver {
     /// Member name per endpoint.
     let names: [PatroniEndpoint: String]
 
-    init(configuration: SandboxConfiguration) {
+    /// Watches `cluster` (default: the independent cluster).
+    init(configuration: SandboxConfiguration, cluster: SandboxConfiguration.Cluster? = nil) {
         let useTLS = configuration.tls != nil
         var names: [PatroniEndpoint: String] = [:]
-        let endpoints = configuration.cluster.members.map { member in
+        let endpoints = (cluster ?? configuration.cluster).members.map { member in
             let endpoint = PatroniEndpoint(host: member.host, port: member.restPort, useTLS: useTLS)
             names[endpoint] = member.name
             return endpoint

@@ -17,8 +17,13 @@ public struct SandboxConfiguration: Codable, Sendable, Equatable {
     public var single: SingleNode
     /// The one-member etcd (v3 API) that the Patroni cluster uses.
     public var etcd: Etcd
-    /// The "after" system: three Patroni members.
+    /// An independent three-member Patroni cluster (its own initdb), started by `up`: what the HA
+    /// pool's tests and the logical method use.
     public var cluster: Cluster
+    /// The migration's target in the physical rehearsal: three members (`ha1`…`ha3`) that `pgha
+    /// sandbox start-cluster` starts from the config stage's rendered patroni.yml, born as a
+    /// standby cluster of the single node. Not started by `up`.
+    public var target: Cluster
     /// Role names.
     public var users: Users
     /// Paths of the password files (0600, in the 0700 `secrets/` directory).
@@ -37,6 +42,8 @@ public struct SandboxConfiguration: Codable, Sendable, Equatable {
         public var projectDatabase: String
         /// The seed's shared database.
         public var sharedDatabase: String
+        /// `pgbench -i -s` scale of the pgbench tables in the project database (1 ≈ 15 MB).
+        public var pgbenchScale: Int
     }
 
     /// The etcd server.
@@ -164,6 +171,9 @@ public struct SandboxConfiguration: Codable, Sendable, Equatable {
     /// The REST API endpoints `host:port` of every member, in member order.
     public var patroniHostPorts: [String] { cluster.members.map { "\($0.host):\($0.restPort)" } }
 
+    /// Every Patroni member of both clusters.
+    public var allMembers: [Member] { cluster.members + target.members }
+
     /// Paths derived from the base directory.
     public var logsDir: String { (baseDir as NSString).appendingPathComponent("logs") }
     public var runDir: String { (baseDir as NSString).appendingPathComponent("run") }
@@ -189,12 +199,14 @@ public struct SandboxOptions: Sendable, Equatable {
     public var postgresBinDir: String
     /// Create certificates and switch on TLS for PostgreSQL and the REST API.
     public var tls: Bool
+    /// `pgbench -i -s` scale of the single node's pgbench tables (1 ≈ 15 MB; 34 ≈ 500 MB).
+    public var pgbenchScale: Int
 
     public init(
         baseDir: String = SandboxOptions.defaultBaseDir, firstAddress: String = "127.0.0.10",
         pgPort: Int = 15432, restPort: Int = 8008, etcdPort: Int = 12379,
         patroniVenv: String = SandboxOptions.defaultPatroniVenv,
-        postgresBinDir: String = "/usr/lib/postgresql/15/bin", tls: Bool = false
+        postgresBinDir: String = "/usr/lib/postgresql/15/bin", tls: Bool = false, pgbenchScale: Int = 1
     ) {
         self.baseDir = baseDir
         self.firstAddress = firstAddress
@@ -204,6 +216,7 @@ public struct SandboxOptions: Sendable, Equatable {
         self.patroniVenv = patroniVenv
         self.postgresBinDir = postgresBinDir
         self.tls = tls
+        self.pgbenchScale = pgbenchScale
     }
 
     /// `--base-dir`, else `PGHA_SANDBOX_DIR`, else `/tmp/pgha-sandbox`.
@@ -231,10 +244,10 @@ public struct SandboxOptions: Sendable, Equatable {
         guard let first = IPv4(firstAddress) else {
             throw SandboxError(.invalidConfiguration, "not an IPv4 address: \(firstAddress)")
         }
-        guard first.octets[0] == 127, first.octets[3] <= 252 else {
+        guard first.octets[0] == 127, first.octets[3] <= 248 else {
             throw SandboxError(
                 .invalidConfiguration,
-                "--first-address must be a loopback address 127.x.y.z with z <= 252 (got \(firstAddress))")
+                "--first-address must be a loopback address 127.x.y.z with z <= 248 (the single node and six members take seven addresses; got \(firstAddress))")
         }
         for (name, port) in [("--pg-port", pgPort), ("--rest-port", restPort), ("--etcd-port", etcdPort)] {
             guard (1...65534).contains(port) else {
@@ -243,10 +256,14 @@ public struct SandboxOptions: Sendable, Equatable {
         }
         let etcdHost = "127.0.0.1"
         let memberHosts = (1...3).map { first.adding($0).description }
-        if memberHosts.contains(etcdHost) || first.description == etcdHost {
+        let targetHosts = (4...6).map { first.adding($0).description }
+        if (memberHosts + targetHosts).contains(etcdHost) || first.description == etcdHost {
             guard etcdPort != pgPort, etcdPort + 1 != pgPort, etcdPort != restPort, etcdPort + 1 != restPort else {
                 throw SandboxError(.invalidConfiguration, "etcd ports clash with the PostgreSQL or REST port on \(etcdHost)")
             }
+        }
+        guard (1...10_000).contains(pgbenchScale) else {
+            throw SandboxError(.invalidConfiguration, "--pgbench-scale must be between 1 and 10000 (got \(pgbenchScale))")
         }
         guard pgPort != restPort else {
             throw SandboxError(.invalidConfiguration, "--pg-port and --rest-port must differ")
@@ -262,7 +279,14 @@ public struct SandboxOptions: Sendable, Equatable {
                 dir: path(name), dataDir: path(name, "data"), configFile: path(name, "patroni.yml"),
                 socketDir: path(name), apiURL: "\(scheme)://\(host):\(restPort)")
         }
-        let socketPaths = [path("single")] + members.map(\.socketDir)
+        let targetMembers = targetHosts.enumerated().map { index, host in
+            let name = "ha\(index + 1)"
+            return SandboxConfiguration.Member(
+                name: name, host: host, pgPort: pgPort, restPort: restPort,
+                dir: path("ha", name), dataDir: path("ha", name, "data"), configFile: path("ha", name, "conf.d"),
+                socketDir: path("ha", name), apiURL: "\(scheme)://\(host):\(restPort)")
+        }
+        let socketPaths = [path("single")] + (members + targetMembers).map(\.socketDir)
         for dir in socketPaths where (dir + "/.s.PGSQL.\(pgPort).lock").utf8.count > 107 {
             throw SandboxError(.invalidConfiguration, "base directory too long for a unix socket path: \(dir)")
         }
@@ -273,7 +297,7 @@ public struct SandboxOptions: Sendable, Equatable {
         if tls {
             let dir = path("tls")
             var servers: [String: SandboxConfiguration.KeyPair] = [:]
-            for name in ["single"] + members.map(\.name) {
+            for name in ["single"] + (members + targetMembers).map(\.name) {
                 servers[name] = .init(
                     certificate: (dir as NSString).appendingPathComponent("\(name).crt"),
                     key: (dir as NSString).appendingPathComponent("\(name).key"))
@@ -286,14 +310,15 @@ public struct SandboxOptions: Sendable, Equatable {
                     key: (dir as NSString).appendingPathComponent("client.key")))
         }
         return SandboxConfiguration(
-            formatVersion: 1, baseDir: base, postgresBinDir: postgresBinDir, patroniVenv: patroniVenv,
+            formatVersion: 2, baseDir: base, postgresBinDir: postgresBinDir, patroniVenv: patroniVenv,
             single: .init(
                 host: first.description, port: pgPort, dataDir: path("single"), socketDir: path("single"),
-                projectDatabase: project, sharedDatabase: shared),
+                projectDatabase: project, sharedDatabase: shared, pgbenchScale: pgbenchScale),
             etcd: .init(
                 host: etcdHost, clientPort: etcdPort, peerPort: etcdPort + 1, dataDir: path("etcd"),
                 name: "pgha-sandbox-etcd"),
             cluster: .init(scope: "pgha-sandbox", members: members, projectDatabase: project, sharedDatabase: shared),
+            target: .init(scope: "pgha-ha", members: targetMembers, projectDatabase: project, sharedDatabase: shared),
             users: .init(
                 superuser: "postgres", replication: "replicator", rewind: "rewind_user",
                 application: "dpg_cluster", restAPI: "pgha_api"),

@@ -9,7 +9,7 @@ extension SandboxController {
     /// - Returns: the PIDs signalled.
     @discardableResult
     public func crash(member name: String) throws -> [pid_t] {
-        guard let member = configuration.cluster.members.first(where: { $0.name == name }) else {
+        guard let member = configuration.allMembers.first(where: { $0.name == name }) else {
             throw SandboxError(.invalidConfiguration, "no member named \(name) in the sandbox")
         }
         var pids: [pid_t] = []

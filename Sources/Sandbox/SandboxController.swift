@@ -168,7 +168,8 @@ public struct SandboxController: Sendable {
             try await psqlScript(
                 socketDir: single.socketDir, port: single.port, database: single.projectDatabase,
                 SandboxRendering.projectSampleSQL(configuration), what: "single node: sample data in \(single.projectDatabase)")
-            progress("single node: created \(single.projectDatabase) with sample data")
+            try await loadPgbench(postgres: postgres)
+            progress("single node: created \(single.projectDatabase) with sample data and pgbench tables (scale \(single.pgbenchScale))")
         }
         if !existing.contains(single.sharedDatabase) {
             try await psqlScript(
@@ -177,6 +178,23 @@ public struct SandboxController: Sendable {
             progress("single node: created \(single.sharedDatabase) with sample data")
         }
         return started
+    }
+
+    /// `pgbench -i` into the project database (as the superuser, over the socket), then the tables
+    /// are given to the application role.
+    func loadPgbench(postgres: OSUser) async throws {
+        let single = configuration.single
+        let output = try await Processes.run(
+            binary("pgbench"),
+            ["-i", "-q", "-s", String(single.pgbenchScale), "-h", single.socketDir, "-p", String(single.port),
+             "-U", configuration.users.superuser, single.projectDatabase],
+            as: postgres, environment: postgresEnvironment, workingDirectory: single.socketDir, timeout: .seconds(1800))
+        guard output.succeeded else {
+            throw SandboxError(.commandFailed, "pgbench -i failed: \(Self.redacted(output.stderr))")
+        }
+        try await psqlScript(
+            socketDir: single.socketDir, port: single.port, database: single.projectDatabase,
+            SandboxRendering.pgbenchOwnershipSQL(configuration), what: "single node: pgbench tables to \(configuration.users.application)")
     }
 
     /// etcd, then the three Patroni members; waits for a leader (creates the application role and
@@ -319,7 +337,7 @@ public struct SandboxController: Sendable {
         public var purged: Bool
     }
 
-    /// Stops the Patroni members (SIGTERM; each stops its PostgreSQL), then etcd, then the single
+    /// Stops the Patroni members of both clusters (SIGTERM; each stops its PostgreSQL), then etcd, then the single
     /// node (`pg_ctl stop -m fast`); SIGKILLs what is left after `timeout`, then proves with a /proc
     /// scan that no process uses the base directory. `purge` deletes the base directory.
     public func down(purge: Bool = false, timeout: Duration = .seconds(30), progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> DownReport {
@@ -333,28 +351,10 @@ public struct SandboxController: Sendable {
         }
         defer { lock?.unlock() }
 
-        // Patroni members, all at once.
-        var memberPIDs: [(String, pid_t)] = []
-        for member in configuration.cluster.members {
-            if let pid = pidFile(member.name).livePID(marker: member.configFile) {
-                progress("stopping Patroni \(member.name) (pid \(pid))")
-                Processes.signal(pid, SIGTERM)
-                memberPIDs.append((member.name, pid))
-            }
-        }
-        let membersDeadline = clock.now.advanced(by: timeout)
-        for (name, pid) in memberPIDs {
-            if !(await Processes.waitForExit(pid, timeout: max(.zero, membersDeadline - clock.now))) {
-                Processes.signal(pid, SIGKILL)
-                killed.append(pid)
-            }
-            stopped.append(name)
-            pidFile(name).remove()
-        }
-        // A killed Patroni leaves its postmaster behind: stop those by their data directory.
-        for member in configuration.cluster.members {
-            killed += await stopPostmaster(dataDir: member.dataDir, timeout: timeout)
-        }
+        // Patroni members of both clusters, all at once.
+        let members = await stopMembers(configuration.allMembers, timeout: timeout, progress: progress)
+        stopped += members.stopped
+        killed += members.killed
 
         // etcd.
         let etcdPID = pidFile("etcd")
@@ -435,9 +435,24 @@ public struct SandboxController: Sendable {
         async let singleInfo = singleNodeInfo()
         async let etcdUp = etcdHealthy()
         async let observed = observer.observe()
-        let (single, etcdHealthy, view) = await (singleInfo, etcdUp, observed)
+        let targetRuns = configuration.target.members.contains { pidFile($0.name).livePID(marker: $0.configFile) != nil }
+        async let targetObserved: ObservedCluster? = targetRuns
+            ? PatroniClusterObserver(configuration: configuration, cluster: configuration.target).observe() : nil
+        let (single, etcdHealthy, view, targetView) = await (singleInfo, etcdUp, observed, targetObserved)
+        let members = memberStatuses(configuration.cluster.members, view: view)
+        let target = targetRuns ? memberStatuses(configuration.target.members, view: targetView) : []
+        return SandboxStatus(
+            baseDir: configuration.baseDir,
+            singleNode: .init(
+                address: "\(configuration.single.host):\(configuration.single.port)", up: single != nil,
+                version: single?.version, walLevel: single?.walLevel),
+            etcd: .init(endpoint: configuration.etcd.clientURL, healthy: etcdHealthy),
+            members: members, targetMembers: target)
+    }
+
+    func memberStatuses(_ configured: [SandboxConfiguration.Member], view: ObservedCluster?) -> [SandboxStatus.MemberStatus] {
         let cluster = view?.members
-        let members = configuration.cluster.members.map { member -> SandboxStatus.MemberStatus in
+        return configured.map { member in
             let running = pidFile(member.name).read().map { Processes.isAlive($0) && Processes.commandLine($0).contains(where: { $0.contains(member.configFile) }) } ?? false
             let seen = cluster?.first { $0.name == member.name }
             return SandboxStatus.MemberStatus(
@@ -446,13 +461,6 @@ public struct SandboxController: Sendable {
                 inCluster: seen != nil, role: seen?.role, state: seen?.state,
                 lagBytes: seen?.lagBytes, timeline: seen?.timeline)
         }
-        return SandboxStatus(
-            baseDir: configuration.baseDir,
-            singleNode: .init(
-                address: "\(configuration.single.host):\(configuration.single.port)", up: single != nil,
-                version: single?.version, walLevel: single?.walLevel),
-            etcd: .init(endpoint: configuration.etcd.clientURL, healthy: etcdHealthy),
-            members: members)
     }
 
     // MARK: Probes

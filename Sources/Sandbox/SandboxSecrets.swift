@@ -75,7 +75,7 @@ public enum SandboxSecrets {
     static func pgpassText(_ configuration: SandboxConfiguration, _ passwords: Passwords) -> String {
         var lines: [String] = ["# pgha sandbox: hostname:port:database:username:password"]
         let servers = [(configuration.single.host, configuration.single.port)]
-            + configuration.cluster.members.map { ($0.host, $0.pgPort) }
+            + configuration.allMembers.map { ($0.host, $0.pgPort) }
         let users = configuration.users
         for (host, port) in servers {
             lines.append("\(host):\(port):*:\(users.application):\(passwords.application)")

@@ -19,12 +19,15 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
     public var singleNode: SingleNodeStatus
     public var etcd: EtcdStatus
     public var members: [MemberStatus]
+    /// The physical rehearsal's target cluster (`pgha sandbox start-cluster`), when any of it runs;
+    /// not part of `healthy` (the migration's sync stage judges it).
+    public var targetMembers: [MemberStatus]
     /// Human-readable reasons why the sandbox is not healthy (empty when it is).
     public var problems: [String]
 
     enum CodingKeys: String, CodingKey {
         case baseDir = "base_dir", healthy, leader, streamingReplicas = "streaming_replicas"
-        case singleNode = "single_node", etcd, members, problems
+        case singleNode = "single_node", etcd, members, targetMembers = "target_members", problems
     }
 
     /// The single PostgreSQL server.
@@ -117,7 +120,8 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
 
     /// Builds the report and judges it. Pure: `members` come from the Patroni cluster view merged
     /// with the PID-file check; nothing is asked here.
-    public init(baseDir: String, singleNode: SingleNodeStatus, etcd: EtcdStatus, members: [MemberStatus]) {
+    public init(baseDir: String, singleNode: SingleNodeStatus, etcd: EtcdStatus, members: [MemberStatus], targetMembers: [MemberStatus] = []) {
+        self.targetMembers = targetMembers
         self.baseDir = baseDir
         self.singleNode = singleNode
         self.etcd = etcd
@@ -173,7 +177,20 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
             ]
         ).render())
         lines.append("")
-        lines.append(TextTable(
+        lines.append(Self.memberTable(members))
+        lines.append("")
+        lines.append("leader: \(leader ?? "none"), streaming replicas: \(streamingReplicas)")
+        if !targetMembers.isEmpty {
+            lines.append("")
+            lines.append("target cluster (started from the migration's patroni.yml by `pgha sandbox start-cluster`):")
+            lines.append(Self.memberTable(targetMembers))
+        }
+        for problem in problems { lines.append("problem: \(problem)") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func memberTable(_ members: [MemberStatus]) -> String {
+        TextTable(
             header: ["MEMBER", "HOST:PORT", "ROLE", "STATE", "LAG", "TL"],
             rows: members.map { member in
                 [
@@ -181,25 +198,11 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
                     member.role ?? (member.processRunning ? "?" : "-"),
                     member.state.map { member.processRunning ? $0 : "\($0) (Patroni down)" }
                         ?? (member.processRunning ? "not in cluster" : "stopped"),
-                    member.lagBytes.map(Self.formatLag) ?? (member.isLeader ? "" : "-"),
+                    member.lagBytes.map(formatBytes) ?? (member.isLeader ? "" : "-"),
                     member.timeline.map(String.init) ?? "-",
                 ]
             }
-        ).render())
-        lines.append("")
-        lines.append("leader: \(leader ?? "none"), streaming replicas: \(streamingReplicas)")
-        for problem in problems { lines.append("problem: \(problem)") }
-        return lines.joined(separator: "\n") + "\n"
+        ).render()
     }
 
-    /// Lag in bytes, shortened: `0 B`, `12 kB`, `3.5 MB`.
-    static func formatLag(_ bytes: Int64) -> String {
-        switch bytes {
-        case ..<1024: return "\(bytes) B"
-        case ..<(1024 * 1024): return "\(bytes / 1024) kB"
-        default:
-            let tenths = bytes * 10 / (1024 * 1024)
-            return "\(tenths / 10).\(tenths % 10) MB"
-        }
-    }
 }

@@ -9,7 +9,7 @@ import Glibc
 /// The migration commands (`plan`, `run`, `migrate`, `status`, `resume`, `rollback`) of the BUILT
 /// `pgha` binary, run as child processes against the sandbox (`pgha sandbox up`).
 ///
-/// Each test works in its own temporary directory: a copy of playbooks/sandbox.yml (whose outputs
+/// Each test works in its own temporary directory: a copy of playbooks/sandbox-logical.yml (whose outputs
 /// are relative, so they land in that directory), its own `--state-dir`. The tests only read the
 /// cluster. The binary is `pgha` next to the test bundle (`.build/debug/pgha`; `swift build`
 /// builds it, and so does `swift test`), or `$PGHA_BINARY`.
@@ -438,7 +438,7 @@ struct MigrationCLIIntegrationTests {
         let work2 = try Workspace(cli)
         defer { work2.remove() }
         #expect(cli.run(["run", "sandbox.yml", "--state-dir", work2.stateDir], in: work2).exitCode == 5)
-        let env = try String(contentsOfFile: work2.path + "/.pgha/sandbox/out/app.env", encoding: .utf8)
+        let env = try String(contentsOfFile: work2.path + "/.pgha/sandbox-logical/out/app.env", encoding: .utf8)
         #expect(cli.secrets.contains { env.contains($0) }, "the generated .env holds a sandbox password")
 
         for secret in cli.secrets {
@@ -761,23 +761,24 @@ struct CLIHarness {
     }
 }
 
-/// A temporary directory with a copy of playbooks/sandbox.yml (outputs under `.pgha/sandbox/out`,
+/// A temporary directory with a copy of playbooks/sandbox-logical.yml as `sandbox.yml` (the
+/// independent cluster; the logical method stops before sync) (outputs under `.pgha/sandbox-logical/out`,
 /// relative, so inside this directory), two of the five output files already present with their
 /// own bytes and modes (one not even UTF-8), and a state directory `state/`.
 struct Workspace {
     let path: String
     var stateDir: String { path + "/state" }
-    var outDir: String { path + "/.pgha/sandbox/out" }
+    var outDir: String { path + "/.pgha/sandbox-logical/out" }
 
     /// - Parameter blockedOutput: an output file name whose path is made a directory, so that
     ///   writing it fails.
     init(_ cli: CLIHarness, blockedOutput: String? = nil) throws {
         path = NSTemporaryDirectory() + "pgha-cli-\(UUID().uuidString)"
         if let blockedOutput {
-            try FileManager.default.createDirectory(atPath: path + "/.pgha/sandbox/out/" + blockedOutput, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: path + "/.pgha/sandbox-logical/out/" + blockedOutput, withIntermediateDirectories: true)
         }
-        try FileManager.default.createDirectory(atPath: path + "/.pgha/sandbox/out", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: CLIHarness.repository + "/playbooks/sandbox.yml", toPath: path + "/sandbox.yml")
+        try FileManager.default.createDirectory(atPath: path + "/.pgha/sandbox-logical/out", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: CLIHarness.repository + "/playbooks/sandbox-logical.yml", toPath: path + "/sandbox.yml")
         try Data("# the application's current settings\nAPP_SETTING=keep-me\n".utf8).write(to: URL(fileURLWithPath: outDir + "/app.env"))
         chmod(outDir + "/app.env", 0o644)
         try Data([0x23, 0x20, 0xFF, 0xFE, 0x00, 0x0A, 0x6C, 0x69, 0x73, 0x74, 0x65, 0x6E, 0x0A]).write(to: URL(fileURLWithPath: outDir + "/haproxy.cfg"))

@@ -143,7 +143,7 @@ struct StageHarness {
     init() throws {
         fixture = try SandboxFixture.load()
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-        playbook = try PlaybookParser.load(path: root + "/playbooks/sandbox.yml").playbook
+        playbook = try PlaybookParser.load(path: root + "/playbooks/sandbox-logical.yml").playbook
         let sandbox = fixture.sandbox
         let application = try sandbox.password(\.application)
         environment = StaticEnvironment([
@@ -164,7 +164,7 @@ struct StageHarness {
 
     func context(progress: @escaping @Sendable (String) -> Void) -> StageContext {
         StageContext(
-            playbook: playbook, playbookPath: "playbooks/sandbox.yml", workingDirectory: stateDirectory,
+            playbook: playbook, playbookPath: "playbooks/sandbox-logical.yml", workingDirectory: stateDirectory,
             store: StateStore(directory: stateDirectory), environment: environment,
             redactor: playbook.secretRedactor(environment: environment), journal: nil, clock: SystemClock(),
             cancellation: CancellationFlag(), logger: Logger(label: "pgha.tests.stages"), progress: progress)

@@ -356,8 +356,8 @@ struct SandboxUnitTests {
         #expect(text.contains("node3   127.0.0.1:15432  -        stopped    -       -\n"))
         #expect(text.contains("single node  127.0.0.10:15432        up       PostgreSQL 15.18, wal_level=logical\n"))
         #expect(text.contains("problem: node3: Patroni is not running\n"))
-        #expect(SandboxStatus.formatLag(0) == "0 B")
-        #expect(SandboxStatus.formatLag(2048) == "2 kB")
+        #expect(formatBytes(0) == "0 B")
+        #expect(formatBytes(2048) == "2.0 kB")
     }
 
     // MARK: Controller

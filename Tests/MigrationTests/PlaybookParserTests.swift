@@ -44,7 +44,7 @@ struct PlaybookParserTests {
         #expect(p.credentialReferences.map(\.reference.variable) == ["PROJECT_DB_PASSWORD", "PATRONI_API_PASSWORD", "PATRONI_PASSWORD"])
     }
 
-    @Test("the shipped playbooks are valid", arguments: ["sandbox.yml", "example-production.yml"])
+    @Test("the shipped playbooks are valid", arguments: ["sandbox.yml", "sandbox-logical.yml", "example-production.yml"])
     func shipped(_ name: String) throws {
         let loaded = try PlaybookParser.load(path: repositoryRoot + "/playbooks/" + name)
         #expect(loaded.sha256.count == 64)
@@ -54,7 +54,16 @@ struct PlaybookParserTests {
         } else {
             let p = loaded.playbook
             #expect(p.source.host == "127.0.0.10" && p.source.port == 15432)
-            #expect(p.target.apiHosts.map(\.host) == ["127.0.0.11", "127.0.0.12", "127.0.0.13"])
+            if name == "sandbox.yml" {
+                // The physical rehearsal: a new cluster ha1-ha3, started from the rendered patroni.yml.
+                #expect(p.sync.method == .physical && p.sync.slot == "pgha_ha" && p.sync.startCluster != nil && p.sync.stopCluster != nil)
+                #expect(p.target.members.map(\.name) == ["ha1", "ha2", "ha3"] && p.target.membersNamed)
+                #expect(p.target.apiHosts.map(\.host) == ["127.0.0.14", "127.0.0.15", "127.0.0.16"])
+                #expect(p.target.dcs == .init(ttl: 20, loopWait: 1, retryTimeout: 5))
+            } else {
+                #expect(p.sync.method == .logical)
+                #expect(p.target.apiHosts.map(\.host) == ["127.0.0.11", "127.0.0.12", "127.0.0.13"])
+            }
             #expect(p.target.port == 15432 && p.target.apiPort == 8008 && p.target.user == "dpg_cluster")
             #expect(p.source.databases == .init(project: "distributed_postgres_cluster", shared: "shared_knowledge"))
         }

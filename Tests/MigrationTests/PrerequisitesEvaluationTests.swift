@@ -1,3 +1,4 @@
+import PlainText
 import Foundation
 import Logging
 import Testing
@@ -510,10 +511,14 @@ struct PrerequisitesStageTests {
         #expect(cache.take(now: PrereqFixture.now, playbook: other) == nil, "another playbook")
     }
 
-    @Test("the standard stages are prerequisites, extensions, config, all but config read-only")
+    @Test("the standard stages are prerequisites, extensions, config, sync; the first two read-only; sync only for the physical method")
     func standardStages() throws {
         let executors = try StandardStages.executors()
-        #expect(executors.map(\.stage) == [.prerequisites, .extensions, .config])
-        #expect(executors.map(\.makesChanges) == [false, false, true])
+        #expect(executors.map(\.stage) == [.prerequisites, .extensions, .config, .sync])
+        #expect(executors.map(\.makesChanges) == [false, false, true, true])
+        var playbook = try samplePlaybook()
+        #expect(executors.last?.unavailableReason(for: playbook)?.contains("sync.method: logical is not built yet") == true)
+        playbook.sync.method = .physical
+        #expect(executors.last?.unavailableReason(for: playbook) == nil)
     }
 }

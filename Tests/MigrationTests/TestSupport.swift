@@ -220,6 +220,9 @@ func samplePlaybookYAML(onFailure: String = "rollback", outputs: String = "out")
       config_yaml: \(outputs)/config.yaml
       haproxy_cfg: \(outputs)/haproxy.cfg
       patroni_yml: \(outputs)/patroni.yml
+    # These tests describe an existing, independent cluster (the logical method's target).
+    sync:
+      method: logical
     on_failure: \(onFailure)
 
     """

@@ -101,6 +101,11 @@ public struct ConfigRenderer: Sendable {
 
     /// The absolute path of an output path from the playbook.
     public func absolutePath(_ path: String) -> String {
+        Self.absolutePath(path, in: workingDirectory)
+    }
+
+    /// `path` made absolute against `workingDirectory` (the first run's, for a resumed migration).
+    public static func absolutePath(_ path: String, in workingDirectory: String) -> String {
         let joined = path.hasPrefix("/") ? path : workingDirectory + "/" + path
         return (joined as NSString).standardizingPath
     }

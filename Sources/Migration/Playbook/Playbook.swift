@@ -109,6 +109,9 @@ public struct Playbook: Hashable, Sendable {
         /// The members by name and address (`target.members`), for the generated patroni.yml and
         /// haproxy.cfg; when the playbook has none, they are `node1`… at the `api_hosts`.
         public var members: [Member]
+        /// True when the playbook names the members (`target.members`); false when they are the
+        /// `nodeN` stand-ins for the `api_hosts` (then only their number is known).
+        public var membersNamed: Bool
         /// The replication role the members use (physical method: to stream from the single node).
         public var replicationUser: String
         /// Patroni's DCS timings for the generated patroni.yml (`target.patroni_dcs`).
@@ -141,6 +144,7 @@ public struct Playbook: Hashable, Sendable {
             self.sslkey = sslkey
             self.databases = databases
             self.etcdHosts = etcdHosts
+            self.membersNamed = !members.isEmpty
             self.members = members.isEmpty
                 ? apiHosts.enumerated().map { Member(name: "node\($0.offset + 1)", host: $0.element.host, apiPort: $0.element.port) }
                 : members

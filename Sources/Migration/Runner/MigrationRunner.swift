@@ -90,8 +90,16 @@ public struct MigrationRunner: Sendable {
         }
     }
 
+    /// The executor of `stage` that can run this playbook.
     func executor(for stage: MigrationStage) -> (any MigrationStageExecutor)? {
-        configuration.executors.first { $0.stage == stage }
+        configuration.executors.first { $0.stage == stage && $0.unavailableReason(for: configuration.playbook.playbook) == nil }
+    }
+
+    /// Why `stage` cannot run with this playbook: no executor, or one that does not support it.
+    func unavailableReason(for stage: MigrationStage) -> String {
+        let playbook = configuration.playbook.playbook
+        return configuration.executors.lazy.filter { $0.stage == stage }.compactMap { $0.unavailableReason(for: playbook) }.first
+            ?? "Not built yet in this version of pgha: a run stops before this stage."
     }
 
     /// `pgha plan`: every stage's plan, without taking the lock or changing anything. A stage whose
@@ -107,7 +115,11 @@ public struct MigrationRunner: Sendable {
     }
 
     func plan(_ stage: MigrationStage, context: StageContext) async -> StagePlan {
-        guard let executor = executor(for: stage) else { return .notBuilt(stage) }
+        guard let executor = executor(for: stage) else {
+            var plan = StagePlan.notBuilt(stage)
+            plan.warnings = [unavailableReason(for: stage)]
+            return plan
+        }
         do {
             return try await executor.plan(context)
         } catch {

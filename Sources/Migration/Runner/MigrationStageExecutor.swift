@@ -35,6 +35,13 @@ public protocol MigrationStageExecutor: Sendable {
     func gate(_ context: StageContext) async throws -> [CheckResult]
     /// Reverts what `run` did.
     func undo(_ context: StageContext) async throws
+    /// Why this executor cannot run `playbook` (a method not built yet), or nil when it can. A
+    /// stage it cannot run shows as "not built yet" and a run stops before it.
+    func unavailableReason(for playbook: Playbook) -> String?
+}
+
+extension MigrationStageExecutor {
+    public func unavailableReason(for playbook: Playbook) -> String? { nil }
 }
 
 /// Everything a stage needs, handed over by the runner.

@@ -87,7 +87,10 @@ public enum ExtensionsEvaluation {
         return names
     }
 
-    public static func evaluate(_ o: ExtensionObservations, required: [String], minVersions: [String: String] = [:]) -> [CheckResult] {
+    /// - Parameter membersDeferred: the cluster may not exist yet (the physical method builds it
+    ///   during sync, whose gate checks the members): with no member list, the member checks are
+    ///   SKIP instead of FAIL.
+    public static func evaluate(_ o: ExtensionObservations, required: [String], minVersions: [String: String] = [:], membersDeferred: Bool = false) -> [CheckResult] {
         var results: [CheckResult] = []
         // extensions.source
         let sourceFailures = o.source.compactMap { s in s.installed.failure.map { "\(s.database): \($0)" } }
@@ -105,7 +108,11 @@ public enum ExtensionsEvaluation {
 
         // extensions.members
         let memberExpected = "every member of /cluster connected to directly"
-        if o.members.isEmpty {
+        let deferred = membersDeferred && o.members.isEmpty
+        let deferral = "the cluster does not exist yet (physical method): the sync stage's gate checks every member once it runs"
+        if deferred {
+            results.append(CheckResult(name: "extensions.members", verdict: .skip, observed: deferral, expected: memberExpected))
+        } else if o.members.isEmpty {
             results.append(.fail("extensions.members", observed: o.clusterError.map { "no member list: \($0)" } ?? "/cluster lists no member", expected: memberExpected,
                                  advice: "the Patroni REST API must answer (see the prerequisites stage's cluster.rest_hosts), then `pgha resume`"))
         } else {
@@ -120,6 +127,13 @@ public enum ExtensionsEvaluation {
 
         let matrix = self.matrix(o, required: required, minVersions: minVersions)
         for row in matrix.rows {
+            if deferred {
+                let source = sourceVersions(o, row.extensionName)
+                results.append(CheckResult(
+                    name: "extension.\(row.extensionName)", verdict: .skip,
+                    observed: "source=\(source.isEmpty ? "—" : source.joined(separator: "/")); members: \(deferral)"))
+                continue
+            }
             results.append(check(name: row.extensionName, row: row, columns: matrix.columns, o: o, required: required, minVersions: minVersions))
         }
         return results.map { check in

@@ -62,7 +62,8 @@ public struct ExtensionsStage: MigrationStageExecutor {
             observations = await observe(context)
         }
         let e = context.playbook.extensions
-        return ExtensionsEvaluation.evaluate(observations, required: e.required, minVersions: e.minVersions)
+        return ExtensionsEvaluation.evaluate(
+            observations, required: e.required, minVersions: e.minVersions, membersDeferred: context.playbook.sync.method == .physical)
             .map { $0.redacted(by: context.redactor) }
     }
 

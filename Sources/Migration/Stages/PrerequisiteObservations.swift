@@ -34,13 +34,17 @@ public struct SourceObservation: Sendable, Hashable, Codable {
     public var transactions: Probe<OpenTransactions>
     /// One entry per source database.
     public var databases: [SourceDatabaseObservation]
+    /// What the physical method needs (nil when the playbook's method is logical).
+    public var physical: Probe<PhysicalSourceFacts>?
     /// How long the observation took.
     public var elapsedMs: Double
 
     public init(
         address: String, logins: [LoginObservation], serverVersionNum: Int? = nil, serverVersion: String? = nil,
-        settings: Probe<SourceSettings>, transactions: Probe<OpenTransactions>, databases: [SourceDatabaseObservation], elapsedMs: Double = 0
+        settings: Probe<SourceSettings>, transactions: Probe<OpenTransactions>, databases: [SourceDatabaseObservation],
+        physical: Probe<PhysicalSourceFacts>? = nil, elapsedMs: Double = 0
     ) {
+        self.physical = physical
         self.address = address
         self.logins = logins
         self.serverVersionNum = serverVersionNum

@@ -1,3 +1,4 @@
+import PlainText
 import Foundation
 
 /// The limits the prerequisites gate holds the observations to (from the playbook's
@@ -23,11 +24,26 @@ public struct PrerequisiteLimits: Sendable, Hashable {
     /// `source.password (${PROJECT_DB_PASSWORD})`. Keys: `source.application`, `source.shared`,
     /// `source.admin`, `target.application`, `target.admin`.
     public var credentialHints: [String: String]
+    /// How the data will move (`sync.method`): the physical method checks what a standby cluster
+    /// needs from the single node, and the cluster only once it exists.
+    public var method: Playbook.Sync.Method
+    /// `target.replication_user`.
+    public var replicationUser: String
+    /// `sync.slot`.
+    public var slot: String
+    /// The members the playbook names (the physical method checks pg_hba.conf for each host).
+    public var members: [Playbook.Member]
 
     public init(
         minMembers: Int = 3, maxLagBytes: Int64 = 1 << 20, maxTransactionAgeSeconds: Double = 300, minServerVersion: Int = 13,
-        slotsNeeded: Int = 2, slotsMargin: Int = 2, defaultDCSStaleSeconds: Int = 30, credentialHints: [String: String] = [:]
+        slotsNeeded: Int = 2, slotsMargin: Int = 2, defaultDCSStaleSeconds: Int = 30, credentialHints: [String: String] = [:],
+        method: Playbook.Sync.Method = .logical, replicationUser: String = "replicator", slot: String = "pgha_standby",
+        members: [Playbook.Member] = []
     ) {
+        self.method = method
+        self.replicationUser = replicationUser
+        self.slot = slot
+        self.members = members
         self.minMembers = minMembers
         self.maxLagBytes = maxLagBytes
         self.maxTransactionAgeSeconds = maxTransactionAgeSeconds
@@ -46,9 +62,12 @@ public struct PrerequisiteLimits: Sendable, Hashable {
         hints["source.shared"] = s.sharedPassword.map { "source.shared_password (\($0))" } ?? "source.password (\(s.password))"
         hints["source.admin"] = s.adminPassword.map { "source.admin_password (\($0))" } ?? "the password file (PGPASSFILE or ~/.pgpass)"
         hints["target.admin"] = playbook.target.adminPassword.map { "target.admin_password (\($0))" } ?? "the password file (PGPASSFILE or ~/.pgpass)"
+        let physical = playbook.sync.method == .physical
         self.init(
             minMembers: t.minMembers, maxLagBytes: t.maxLagBytes, maxTransactionAgeSeconds: t.maxTransactionAgeSeconds,
-            minServerVersion: t.minServerVersion, slotsNeeded: s.databases.shared == nil ? 1 : 2, credentialHints: hints)
+            minServerVersion: t.minServerVersion, slotsNeeded: physical ? 1 : (s.databases.shared == nil ? 1 : 2), credentialHints: hints,
+            method: playbook.sync.method, replicationUser: playbook.target.replicationUser, slot: playbook.sync.slot,
+            members: playbook.target.members)
     }
 }
 
@@ -63,7 +82,12 @@ public struct PrerequisiteLimits: Sendable, Hashable {
 public enum PrerequisitesEvaluation {
     public static func evaluate(_ o: PrerequisiteObservations, limits: PrerequisiteLimits) -> [CheckResult] {
         var results = sourceChecks(o.source, limits: limits).map { timed($0, o.source.elapsedMs) }
-        results += clusterChecks(o, limits: limits).map { timed($0, o.cluster.elapsedMs) }
+        if limits.method == .physical {
+            results += physicalSourceChecks(o.source, limits: limits).map { timed($0, o.source.elapsedMs) }
+            results += physicalClusterChecks(o, limits: limits).map { timed($0, o.cluster.elapsedMs) }
+        } else {
+            results += clusterChecks(o, limits: limits).map { timed($0, o.cluster.elapsedMs) }
+        }
         return results
     }
 
@@ -125,9 +149,9 @@ public enum PrerequisitesEvaluation {
                                          freeing: "stop replication clients that are no longer needed (SELECT application_name, client_addr FROM pg_stat_replication)"))
         }
 
-        results.append(primaryKeysCheck(s.databases))
+        results.append(primaryKeysCheck(s.databases, method: limits.method))
         results.append(longTransactionsCheck(s.transactions, limits: limits))
-        results.append(largeObjectsCheck(s.databases))
+        results.append(largeObjectsCheck(s.databases, method: limits.method))
         return results
     }
 
@@ -159,7 +183,7 @@ public enum PrerequisitesEvaluation {
         return .pass(name, observed: observed, expected: expected)
     }
 
-    static func primaryKeysCheck(_ databases: [SourceDatabaseObservation]) -> CheckResult {
+    static func primaryKeysCheck(_ databases: [SourceDatabaseObservation], method: Playbook.Sync.Method = .logical) -> CheckResult {
         let expected = "every table has a primary key or a replica identity"
         var failures: [String] = []
         var missing: [String] = []
@@ -175,6 +199,10 @@ public enum PrerequisitesEvaluation {
         if !failures.isEmpty {
             return .fail("source.primary_keys", observed: "could not list the tables: " + failures.joined(separator: "; "), expected: expected,
                          advice: "fix the source logins (a superuser in source.admin_user sees every schema), then `pgha resume`")
+        }
+        if !missing.isEmpty, method == .physical {
+            return .warn("source.primary_keys", observed: "\(missing.count) of \(checked) tables without one: " + list(missing, limit: 10), expected: expected,
+                         advice: "physical replication copies them as they are; the way back after cutover is logical, so cutover gives each of them REPLICA IDENTITY FULL (journaled, undone by rollback) before the application writes on the cluster. A primary key is better: `ALTER TABLE schema.table ADD PRIMARY KEY (col)`")
         }
         if !missing.isEmpty {
             return .fail("source.primary_keys", observed: "\(missing.count) of \(checked) tables without one: " + list(missing, limit: 10), expected: expected,
@@ -208,7 +236,7 @@ public enum PrerequisitesEvaluation {
         }
     }
 
-    static func largeObjectsCheck(_ databases: [SourceDatabaseObservation]) -> CheckResult {
+    static func largeObjectsCheck(_ databases: [SourceDatabaseObservation], method: Playbook.Sync.Method = .logical) -> CheckResult {
         var counts: [String] = []
         var failures: [String] = []
         for database in databases {
@@ -221,6 +249,10 @@ public enum PrerequisitesEvaluation {
         if !failures.isEmpty {
             return .warn("source.large_objects", observed: "could not count: " + failures.joined(separator: "; "), expected: "none (reported)",
                          advice: "fix the source logins to get this report")
+        }
+        if !counts.isEmpty, method == .physical {
+            return CheckResult(name: "source.large_objects", verdict: .pass, observed: counts.joined(separator: "; "), expected: "none (reported)",
+                         advice: "physical replication copies them; the logical way back after cutover does not carry large objects written on the cluster: a rollback after cutover reports them")
         }
         if !counts.isEmpty {
             return .warn("source.large_objects", observed: counts.joined(separator: "; "), expected: "none (reported)",
@@ -565,17 +597,4 @@ public enum PrerequisitesEvaluation {
         guard let colon = address.lastIndex(of: ":") else { return "5432" }
         return String(address[address.index(after: colon)...])
     }
-}
-
-/// `0 B`, `512 B`, `16.0 kB`, `1.0 MB`, `2.5 GB` (base 1024, as PostgreSQL).
-public func formatBytes(_ bytes: Int64) -> String {
-    let units = ["kB", "MB", "GB", "TB"]
-    guard abs(bytes) >= 1024 else { return "\(bytes) B" }
-    var value = Double(bytes) / 1024
-    var unit = 0
-    while abs(value) >= 1024, unit < units.count - 1 {
-        value /= 1024
-        unit += 1
-    }
-    return String(format: "%.1f", value) + " " + units[unit]
 }

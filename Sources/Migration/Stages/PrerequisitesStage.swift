@@ -1,3 +1,4 @@
+import PlainText
 import Foundation
 
 /// Stage `prerequisites`: is everything in place to start? Read-only; changes nothing.

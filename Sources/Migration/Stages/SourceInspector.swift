@@ -61,7 +61,12 @@ struct SourceInspector: Sendable {
         var version: String?
         var settings = Probe<SourceSettings>.failed(noConnection)
         var transactions = Probe<OpenTransactions>.failed(noConnection)
+        let sync = connections.playbook.sync
+        var physical: Probe<PhysicalSourceFacts>? = sync.method == .physical ? .failed(noConnection) : nil
         if let main {
+            if sync.method == .physical {
+                physical = await physicalFacts(main, replicationUser: connections.playbook.target.replicationUser, slot: sync.slot)
+            }
             versionNum = main.serverVersion
             if case .success(let r) = await connections.query(main, "SHOW server_version") { version = r.string(0, 0) }
             settings = await self.settings(main)
@@ -78,7 +83,7 @@ struct SourceInspector: Sendable {
         }
         return SourceObservation(
             address: address, logins: sessions.logins, serverVersionNum: versionNum, serverVersion: version,
-            settings: settings, transactions: transactions, databases: databases,
+            settings: settings, transactions: transactions, databases: databases, physical: physical,
             elapsedMs: (ContinuousClock.now - started).milliseconds)
     }
 

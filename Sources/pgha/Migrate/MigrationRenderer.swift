@@ -65,6 +65,7 @@ struct MigrationRenderer: MigrationObserver {
             output.line(Self.indent(message, by: 4))
 
         case .stageWaiting(_, let wait):
+            guard display.shouldShowWait(wait.what) else { return }
             var text = "    waiting for \(wait.what)"
             if let deadline = wait.deadline {
                 text += " (gives up after \(ProgressDisplay.duration(deadline.timeIntervalSince(wait.since))))"
@@ -73,6 +74,7 @@ struct MigrationRenderer: MigrationObserver {
             output.line(text)
 
         case .stageWaitEnded(_, let seconds):
+            display.waitEnded()
             output.line("    done waiting after \(ProgressDisplay.duration(seconds))")
 
         case .stageRunFailed(let stage, let failure):

@@ -1,3 +1,4 @@
+import PlainText
 import Foundation
 import Migration
 import Synchronization
@@ -14,7 +15,8 @@ final class ProgressDisplay: Sendable {
     private struct State {
         /// A bar is drawn on the current line (no newline after it yet).
         var barShown = false
-        var lastLine: [String: (at: Date, quarter: Int)] = [:]
+        var lastLine: [String: (at: Date, quarter: Int, done: Bool)] = [:]
+        var lastWait: (what: String, at: Date)?
     }
 
     init(output: MigrationOutput, isTerminal: Bool = isatty(STDOUT_FILENO) == 1, lineInterval: TimeInterval = 5) {
@@ -32,12 +34,33 @@ final class ProgressDisplay: Sendable {
         let quarter = progress.fraction.map { Int($0 * 4) } ?? -1
         let due: Bool = state.withLock { s in
             let previous = s.lastLine[progress.task]
-            let due = previous == nil || progress.isDone || quarter > (previous?.quarter ?? -1)
-                || now.timeIntervalSince(previous!.at) >= lineInterval
-            if due { s.lastLine[progress.task] = (now, quarter) }
+            let due: Bool
+            if let previous {
+                // Done: once. Otherwise at each quarter, and every lineInterval.
+                due = progress.isDone ? !previous.done
+                    : previous.done || quarter > previous.quarter || now.timeIntervalSince(previous.at) >= lineInterval
+            } else {
+                due = true
+            }
+            if due { s.lastLine[progress.task] = (now, quarter, progress.isDone) }
             return due
         }
         if due { output.line("    " + Self.line(progress)) }
+    }
+
+    /// Whether to print a wait: when what is awaited changes, else every `lineInterval` × 2 (each
+    /// look may change the detail; a log needs no line per second).
+    func shouldShowWait(_ what: String, now: Date = Date()) -> Bool {
+        state.withLock { s in
+            if let last = s.lastWait, last.what == what, now.timeIntervalSince(last.at) < lineInterval * 2 { return false }
+            s.lastWait = (what, now)
+            return true
+        }
+    }
+
+    /// The wait is over.
+    func waitEnded() {
+        state.withLock { $0.lastWait = nil }
     }
 
     /// Ends a bar left on the current line, so the next output starts on a line of its own.

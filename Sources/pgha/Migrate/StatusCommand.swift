@@ -77,9 +77,12 @@ struct StatusCommand: AsyncParsableCommand {
                 out.line("  \(s.stage) gate \(check.verdict.rawValue) \(check.name): observed \(check.observed)" + (check.expected.map { ", expected \($0)" } ?? "") + (check.advice.map { " — \($0)" } ?? ""))
             }
         }
-        if let matrix = ExtensionMatrix(checks: state.stage(.extensions).gate) {
+        // The physical method checks the members' extensions in the sync gate (the cluster did not
+        // exist during the extensions stage).
+        let syncMatrix = ExtensionMatrix(checks: state.stage(.sync).gate.filter { $0.name.hasPrefix("extension") })
+        if let matrix = syncMatrix ?? ExtensionMatrix(checks: state.stage(.extensions).gate) {
             out.line()
-            out.line("extensions (node × extension, from the last extensions gate):")
+            out.line("extensions (node × extension, from the last \(syncMatrix == nil ? "extensions" : "sync") gate):")
             out.line(MigrationRenderer.indent(matrix.table(), by: 2))
         }
         let files = state.filesInPlace

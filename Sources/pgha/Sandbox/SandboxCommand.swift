@@ -6,12 +6,12 @@ import Sandbox
 struct SandboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandbox",
-        abstract: "Run a local rehearsal system: single PostgreSQL node + etcd + 3 Patroni members.",
+        abstract: "Run a local rehearsal system: single PostgreSQL node, etcd, Patroni clusters on loopback.",
         discussion: """
             Everything listens on loopback and runs as the `postgres` OS user; run as root. \
             See docs/SANDBOX.md.
             """,
-        subcommands: [Up.self, Down.self, Status.self, Env.self]
+        subcommands: [Up.self, Down.self, Status.self, Env.self, StartCluster.self, StopCluster.self]
     )
 }
 

@@ -35,6 +35,9 @@ extension SandboxCommand {
         @Option(help: ArgumentHelp("Seconds to wait for everything to come up.", valueName: "seconds"))
         var timeout = 90
 
+        @Option(help: ArgumentHelp("pgbench -i scale of the single node's pgbench tables (1 ≈ 15 MB, 34 ≈ 500 MB), used when the project database is first created.", valueName: "n"))
+        var pgbenchScale = 1
+
         func validate() throws {
             guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         }
@@ -44,7 +47,7 @@ extension SandboxCommand {
             let options = SandboxOptions(
                 baseDir: location.resolvedBaseDir, firstAddress: firstAddress, pgPort: pgPort, restPort: restPort,
                 etcdPort: etcdPort, patroniVenv: SandboxOptions.resolvePatroniVenv(environment: environment),
-                postgresBinDir: await SandboxPrerequisites.postgresBinDir(), tls: tls)
+                postgresBinDir: await SandboxPrerequisites.postgresBinDir(), tls: tls, pgbenchScale: pgbenchScale)
             let global = global
             do {
                 let controller = SandboxController(configuration: try options.makeConfiguration())

@@ -1,0 +1,257 @@
+import Foundation
+import PGClient
+import PlainText
+
+/// Stage `sync`, physical method: the Patroni cluster is born as a standby cluster of the single
+/// node (from the config stage's patroni.yml) and follows it by streaming replication.
+///
+/// Run, every side effect journaled first:
+/// 1. `create-slot:<slot>`: the physical slot on the single node, reserving WAL from now (undo drops
+///    it once nothing uses it; a slot that existed before is used and left alone);
+/// 2. `start-cluster` (when the playbook has `sync.start_cluster`): the hook that starts the members;
+///    otherwise the stage waits for the operator to start them;
+/// 3. the wait (`SyncMonitor`): the cluster appearing, the initial copy as a progress bar
+///    (`pg_stat_progress_basebackup`), then every member's replay lag; bounded by
+///    `sync.cluster_timeout` and `sync.stall_timeout`; stopped at once by a cluster of another
+///    system or by the slot holding back more than `sync.max_wal_retention`.
+///
+/// Gate: the same system identifier everywhere, every member streaming, replay lag within
+/// `sync.caught_up_lag`, WAL retention within the limit; plus the extension checks on every member
+/// (deferred by the extensions stage while the cluster did not exist).
+///
+/// Undo: `sync.stop_cluster` (when given), then the slot is dropped once inactive.
+public struct SyncStage: MigrationStageExecutor {
+    public let stage = MigrationStage.sync
+    public let makesChanges = true
+    /// Seconds between two looks.
+    public var pollInterval: Duration
+    /// How long undo waits for the slot to become unused.
+    public var slotReleaseTimeout: Duration
+
+    public init(pollInterval: Duration = .seconds(1), slotReleaseTimeout: Duration = .seconds(30)) {
+        self.pollInterval = pollInterval
+        self.slotReleaseTimeout = slotReleaseTimeout
+    }
+
+    public func unavailableReason(for playbook: Playbook) -> String? {
+        switch playbook.sync.method {
+        case .physical: return nil
+        case .logical:
+            return "sync.method: logical is not built yet in this version of pgha (the physical method is): a run stops before this stage."
+        }
+    }
+
+    static func limits(_ context: StageContext) -> SyncLimits {
+        let p = context.playbook
+        return SyncLimits(
+            members: p.target.members.map(\.name), membersNamed: p.target.membersNamed, minMembers: p.thresholds.minMembers,
+            caughtUpLagBytes: p.sync.caughtUpLagBytes, maxWALRetentionBytes: p.sync.maxWALRetentionBytes,
+            clusterTimeoutSeconds: p.sync.clusterTimeoutSeconds, stallTimeoutSeconds: p.sync.stallTimeoutSeconds,
+            slot: p.sync.slot, sourceAddress: Playbook.HostPort(host: p.source.host, port: p.source.port).description,
+            patroniYML: ConfigRenderer.absolutePath(p.outputs.patroniYML, in: context.workingDirectory),
+            startHook: p.sync.startCluster != nil)
+    }
+
+    public func plan(_ context: StageContext) async throws -> StagePlan {
+        let p = context.playbook
+        let s = p.sync
+        let limits = Self.limits(context)
+        var changes = [
+            "create the physical replication slot \(s.slot) on the single node \(limits.sourceAddress) (it holds WAL for the standby cluster from now on)",
+        ]
+        var warnings: [String] = []
+        if let start = s.startCluster {
+            changes.append("start the cluster's members: sync.start_cluster (`\(start)`), bounded by sync.hook_timeout (\(Int(s.hookTimeoutSeconds)) s)")
+        } else {
+            changes.append("nothing else: you start the members, with \(limits.patroniYML), once the slot exists; the stage waits for them (up to sync.cluster_timeout, \(Int(s.clusterTimeoutSeconds)) s)")
+            warnings.append("no sync.start_cluster: after the slot is created, start Patroni on every member with \(limits.patroniYML) (docs/MIGRATION_TO_HA.md, \"The physical method: order of work\")")
+        }
+        return StagePlan(
+            stage: stage, makesChanges: true,
+            summary: "Physical method: the cluster \(p.target.scope) is bootstrapped as a standby cluster of the single node and follows it by streaming replication; everything (DDL, sequences, large objects, roles, tables without a primary key) comes along byte for byte.",
+            checks: [
+                "the cluster that appears is a standby cluster (no writable leader) of this very single node: the same system_identifier on every member",
+                "the initial copy (pg_basebackup), shown as a progress bar, then every member's replay lag",
+                "every member streaming; replay lag ≤ \(formatBytes(s.caughtUpLagBytes)) (sync.caught_up_lag)",
+                "slot \(s.slot) holds back ≤ \(formatBytes(s.maxWALRetentionBytes)) of WAL (sync.max_wal_retention), else the stage stops",
+                "no progress for \(Int(s.stallTimeoutSeconds)) s (sync.stall_timeout) stops the stage",
+                "every extension the source uses is available on every member",
+            ],
+            changes: changes,
+            undo: [
+                s.stopCluster.map { "run sync.stop_cluster (`\($0)`)" } ?? "the cluster's members keep running (no sync.stop_cluster): stop them yourself",
+                "drop slot \(s.slot) on the single node once nothing streams from it (only if pgha created it)",
+            ],
+            warnings: warnings)
+    }
+
+    public func run(_ context: StageContext) async throws {
+        let journal = try context.requireJournal()
+        let p = context.playbook
+        let inspector = SyncInspector(connections: StageConnections(context), slot: p.sync.slot)
+        defer { inspector.close() }
+
+        // 1. The slot, before any member can start streaming.
+        try await ensureSlot(context, journal: journal, inspector: inspector)
+        try context.checkCancellation()
+
+        // 2. The members (or the operator) start.
+        if let start = p.sync.startCluster {
+            try await runHookOnce(context, journal: journal, key: "sync.start_cluster", command: start, undoKey: p.sync.stopCluster == nil ? nil : "sync.stop_cluster")
+        }
+
+        // 3. The wait.
+        var monitor = SyncMonitor(limits: Self.limits(context), startedAt: context.clock.now())
+        while true {
+            try context.checkCancellation()
+            let observation = await inspector.observe(at: context.clock.now())
+            switch monitor.observe(observation) {
+            case .waiting(let what, let detail, let deadline, let progress):
+                try context.activity.waiting(what, detail: detail, deadline: deadline)
+                for update in progress { context.activity.progress(update) }
+            case .caughtUp(let summary, let progress):
+                for update in progress { context.activity.progress(update) }
+                try context.activity.doneWaiting()
+                context.progress(summary)
+                return
+            case .failed(let reason, let advice):
+                try context.activity.doneWaiting()
+                throw MigrationError(.stageFailed, reason + ". Next: " + advice)
+            }
+            try await context.sleep(for: pollInterval)
+        }
+    }
+
+    public func gate(_ context: StageContext) async throws -> [CheckResult] {
+        let inspector = SyncInspector(connections: StageConnections(context), slot: context.playbook.sync.slot)
+        defer { inspector.close() }
+        let started = ContinuousClock.now
+        let observation = await inspector.observe(at: context.clock.now())
+        let ms = (ContinuousClock.now - started).milliseconds
+        var results = SyncMonitor.gate(observation, limits: Self.limits(context)).map { check in
+            var check = check
+            check.durationMs = ms
+            return check
+        }
+        // The extension checks the extensions stage deferred until the cluster exists.
+        let extensions = ExtensionsStage()
+        let e = context.playbook.extensions
+        let observed = await extensions.observe(context)
+        results += ExtensionsEvaluation.evaluate(observed, required: e.required, minVersions: e.minVersions)
+            .filter { $0.name != "extensions.source" }
+        return results.map { $0.redacted(by: context.redactor) }
+    }
+
+    public func undo(_ context: StageContext) async throws {
+        let journal = try context.requireJournal()
+        let p = context.playbook
+        let inspector = SyncInspector(connections: StageConnections(context), slot: p.sync.slot)
+        defer { inspector.close() }
+        for step in journal.steps(of: stage).reversed() where step.phase == .done || step.phase == .intent {
+            switch step.undo {
+            case .hook(let hook):
+                if let undoKey = hook.undoKey, let command = p.sync.stopCluster {
+                    context.progress("running \(undoKey)")
+                    try await runHook(context, key: undoKey, command: command)
+                } else {
+                    context.progress("\(hook.key) started the cluster; no sync.stop_cluster is given: stop its members yourself")
+                }
+                try journal.markStepUndone(step.id)
+            case .replicationSlot(let slot):
+                if slot.createdByPGHA {
+                    try await dropSlot(slot.name, context: context, inspector: inspector)
+                } else {
+                    context.progress("slot \(slot.name) existed before pgha: left in place")
+                }
+                try journal.markStepUndone(step.id)
+            case .nothing, .legacy:
+                try journal.markStepUndone(step.id)
+            }
+        }
+    }
+
+    // MARK: - Steps
+
+    static func slotStepName(_ slot: String) -> String { "create-slot:\(slot)" }
+
+    /// Creates the slot (journaled), or finds it done; on resume, an intent is settled by looking.
+    func ensureSlot(_ context: StageContext, journal: StateJournal, inspector: SyncInspector) async throws {
+        let slot = context.playbook.sync.slot
+        let name = Self.slotStepName(slot)
+        if let step = journal.step(stage, named: name), step.phase == .done { return }
+        let source = try await inspector.sourceConnection()
+        let existing = try await source.query(
+            "SELECT slot_type, active FROM pg_replication_slots WHERE slot_name = $1", [.text(slot)],
+            timeout: .seconds(10))
+        if let pending = journal.step(stage, named: name), pending.phase == .intent {
+            // Killed between the intent and its completion: the slot is there or it is not.
+            if existing.rowCount > 0 {
+                try journal.completeStep(pending.id)
+                context.progress("slot \(slot) on the single node: created (found after an interruption)")
+                return
+            }
+            try journal.abandonStep(pending.id)
+        }
+        if existing.rowCount > 0 {
+            guard existing.string(0, 0) == "physical" else {
+                throw MigrationError(.stageFailed, "slot \(slot) exists on the single node and is a \(existing.string(0, 0) ?? "?") slot: choose another sync.slot")
+            }
+            let id = try journal.beginStep(stage, name: name, detail: "use the existing physical slot \(slot) on the single node",
+                                           undo: .replicationSlot(.init(server: "source", name: slot, createdByPGHA: false)))
+            try journal.completeStep(id)
+            context.progress("slot \(slot) on the single node: exists already, used as it is (rollback leaves it)")
+            return
+        }
+        let id = try journal.beginStep(stage, name: name, detail: "create the physical replication slot \(slot) on the single node",
+                                       undo: .replicationSlot(.init(server: "source", name: slot, createdByPGHA: true)))
+        _ = try await source.query("SELECT pg_create_physical_replication_slot($1, true)", [.text(slot)], timeout: .seconds(30))
+        try journal.completeStep(id)
+        context.progress("slot \(slot) on the single node: created (it holds WAL for the standby cluster from now on)")
+    }
+
+    /// Runs a hook unless its step is done (a hook whose intent has no completion runs again).
+    func runHookOnce(_ context: StageContext, journal: StateJournal, key: String, command: String, undoKey: String?) async throws {
+        let name = "hook:\(key)"
+        if let step = journal.step(stage, named: name), step.phase == .done { return }
+        if let pending = journal.step(stage, named: name), pending.phase == .intent { try journal.abandonStep(pending.id) }
+        let id = try journal.beginStep(stage, name: name, detail: "run \(key)", undo: .hook(.init(key: key, undoKey: undoKey)))
+        try await runHook(context, key: key, command: command)
+        try journal.completeStep(id)
+    }
+
+    func runHook(_ context: StageContext, key: String, command: String) async throws {
+        let runner = HookRunner(environment: HookRunner.environment(for: context, key: key), redactor: context.redactor)
+        context.progress("running \(key): \(command)")
+        let result = try await runner.run(command, key: key, timeout: .seconds(context.playbook.sync.hookTimeoutSeconds), clock: context.clock)
+        for line in result.outputTail.suffix(10) { context.progress("  | \(line)") }
+        guard result.exitStatus == 0 else {
+            throw MigrationError(.stageFailed, "\(key) exited with status \(result.exitStatus)" + (result.outputTail.last.map { ": \($0)" } ?? ""))
+        }
+        context.progress(String(format: "%@ finished in %.1f s", key, result.seconds))
+    }
+
+    /// Waits (bounded) until nothing streams from the slot, then drops it.
+    func dropSlot(_ slot: String, context: StageContext, inspector: SyncInspector) async throws {
+        let source = try await inspector.sourceConnection()
+        let deadline = context.clock.now().addingTimeInterval(slotReleaseTimeout.asSeconds)
+        while true {
+            let r = try await source.query(
+                "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1", [.text(slot)], timeout: .seconds(10))
+            guard r.rowCount > 0 else {
+                context.progress("slot \(slot): already gone")
+                return
+            }
+            if try r.bool(0, 0) != true {
+                _ = try await source.query("SELECT pg_drop_replication_slot($1)", [.text(slot)], timeout: .seconds(30))
+                context.progress("slot \(slot) dropped on the single node (its WAL is free again)")
+                return
+            }
+            if context.clock.now() >= deadline {
+                throw MigrationError(
+                    .stageFailed,
+                    "slot \(slot) on the single node is still in use (walsender pid \(try r.int(0, 1).map(String.init) ?? "?")): the standby cluster still streams from it. Stop its members (or give sync.stop_cluster), then run `pgha rollback` again")
+            }
+            try await context.sleep(for: .milliseconds(500))
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import Sandbox
+
+extension SandboxCommand {
+    /// `pgha sandbox start-cluster`.
+    struct StartCluster: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "start-cluster",
+            abstract: "Start the migration's target cluster (ha1–ha3) from the config stage's patroni.yml.",
+            discussion: """
+                What an operator does on three machines, here on loopback: each member gets a copy of \
+                the rendered patroni.yml and a file of its own (name, addresses, data directory, \
+                passwords), and Patroni starts from the two. When no member runs, every data directory \
+                and the scope's keys in etcd are removed first (a standby cluster must start empty). \
+                Returns once every member's REST API answers; the migration's sync stage watches the \
+                copy. Idempotent when the members already run with the same file. Exit codes: 0 \
+                started (or already running); 1 it could not start (the message names the log); 4 a \
+                prerequisite is missing.
+                """
+        )
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var location: SandboxLocationOptions
+
+        @Option(name: .customLong("patroni-yml"), help: ArgumentHelp("The patroni.yml the config stage rendered.", valueName: "file"))
+        var patroniYML: String
+
+        @Option(help: ArgumentHelp("Seconds to wait for the members' REST APIs.", valueName: "seconds"))
+        var timeout = 60
+
+        func validate() throws {
+            guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        }
+
+        func run() async throws {
+            let global = global
+            do {
+                let (configuration, stored) = try await location.configuration()
+                guard stored else {
+                    throw SandboxError(.notSetUp, "no sandbox in \(configuration.baseDir)", advice: "start it with `pgha sandbox up`")
+                }
+                let controller = SandboxController(configuration: configuration)
+                let path = patroniYML.hasPrefix("/") ? patroniYML : FileManager.default.currentDirectoryPath + "/" + patroniYML
+                let report = try await controller.startTargetCluster(patroniYML: path, timeout: .seconds(timeout)) { global.progress($0) }
+                if report.started.isEmpty {
+                    print("target cluster \(report.scope): already running with this patroni.yml")
+                } else {
+                    print(String(format: "target cluster %@: started %@ in %.1f s (REST APIs answer; the copy runs on)", report.scope, report.started.joined(separator: ", "), report.seconds))
+                }
+            } catch {
+                throw failure(error)
+            }
+        }
+    }
+
+    /// `pgha sandbox stop-cluster`.
+    struct StopCluster: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "stop-cluster",
+            abstract: "Stop the migration's target cluster (ha1–ha3); --purge also empties it.",
+            discussion: "Exit codes: 0 stopped (or nothing ran); 1 it could not be stopped."
+        )
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var location: SandboxLocationOptions
+
+        @Flag(help: "Also remove the members' data directories and the scope's keys in etcd.")
+        var purge = false
+
+        @Option(help: ArgumentHelp("Seconds to wait for each member before SIGKILL.", valueName: "seconds"))
+        var timeout = 30
+
+        func run() async throws {
+            let global = global
+            do {
+                let (configuration, stored) = try await location.configuration()
+                guard stored else {
+                    print("target cluster: nothing to stop (no sandbox in \(configuration.baseDir))")
+                    return
+                }
+                let stopped = try await SandboxController(configuration: configuration)
+                    .stopTargetCluster(purge: purge, timeout: .seconds(timeout)) { global.progress($0) }
+                print("target cluster: " + (stopped.isEmpty ? "nothing was running" : "stopped " + stopped.joined(separator: ", ")) + (purge ? "; emptied" : ""))
+            } catch {
+                throw failure(error)
+            }
+        }
+    }
+}
