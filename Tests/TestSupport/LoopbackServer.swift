@@ -44,6 +44,8 @@ public final class LoopbackServer: Sendable {
     private struct State {
         var requests: [Request] = []
         var connections = 0
+        var open = 0
+        var peakOpen = 0
     }
 
     /// - Parameters:
@@ -85,6 +87,9 @@ public final class LoopbackServer: Sendable {
     public var baseURL: String { "http://127.0.0.1:\(port)" }
     public var requests: [Request] { state.withLock { $0.requests } }
     public var connectionCount: Int { state.withLock { $0.connections } }
+    /// The most connections that were open at the same time (a client that piles requests on a
+    /// server that never answers shows here, whatever the timing).
+    public var peakOpenConnections: Int { state.withLock { $0.peakOpen } }
 
     /// Waits (bounded) until at least `count` requests have arrived.
     public func waitForRequests(_ count: Int, within limit: Duration = .seconds(5)) async -> Bool {
@@ -111,11 +116,16 @@ public final class LoopbackServer: Sendable {
             if conn < 0 { continue }
             var one: Int32 = 1
             setsockopt(conn, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            state.withLock { $0.connections += 1 }
+            state.withLock {
+                $0.connections += 1
+                $0.open += 1
+                $0.peakOpen = max($0.peakOpen, $0.open)
+            }
             group.enter()
             let thread = Thread { [self] in
                 if let greeting { writeAll(conn, greeting) } else { serve(conn, handler: handler) }
                 close(conn)
+                state.withLock { $0.open -= 1 }
                 group.leave()
             }
             thread.start()
