@@ -411,6 +411,15 @@ struct SandboxUnitTests {
         #expect(!output.timedOut)
     }
 
+    @Test func runStopsACommandThatOutlivesItsTimeout() async throws {
+        // 30 s of sleep against a 200 ms timeout: only the timer can end it this soon, with SIGTERM.
+        let slow = try await Processes.run("/bin/sleep", ["30"], environment: ["PATH": "/usr/bin:/bin"], timeout: .milliseconds(200))
+        #expect(slow.timedOut)
+        #expect(!slow.succeeded)
+        let quick = try await Processes.run("/bin/true", [], environment: ["PATH": "/usr/bin:/bin"], timeout: .seconds(30))
+        #expect(!quick.timedOut && quick.succeeded)
+    }
+
     @Test func prerequisitesNameTheInstallCommand() throws {
         var options = SandboxOptions(baseDir: "/tmp/pgha-unit")
         options.patroniVenv = "/nonexistent/venv"
