@@ -36,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        // Tests only: generators for the property-based tests of every parser.
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // C shims
@@ -56,7 +58,7 @@ let package = Package(
         .target(
             name: "HAPool",
             dependencies: [
-                "PGClient", "Patroni",
+                "PGClient", "Patroni", "PlainText",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -92,17 +94,34 @@ let package = Package(
 
         // Tests: pure unit tests per module (no network, mock clock) ...
         .testTarget(name: "PGClientTests", dependencies: ["PGClient"], swiftSettings: swiftSettings),
-        // Test doubles shared by test targets (a loopback HTTP server).
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        // Test doubles shared by test targets: a loopback HTTP server, and documents mutated by
+        // seeded generators for the property-based tests of the parsers.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Tests/TestSupport", swiftSettings: swiftSettings
+        ),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "PatroniTests", dependencies: ["Patroni", "TestSupport"],
+            name: "PatroniTests",
+            dependencies: ["Patroni", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
             resources: [.copy("Fixtures")], swiftSettings: swiftSettings
         ),
-        .testTarget(name: "HAPoolTests", dependencies: ["HAPool"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "HAPoolTests",
+            dependencies: ["HAPool", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MigrationTests",
-            dependencies: ["Migration", "Verification", "PlainText", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Migration", "Verification", "TestSupport", "PlainText",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -9,6 +8,30 @@ import Darwin
 // Every child process of the sandbox goes through this file: helper commands that run to
 // completion (initdb, psql, pg_ctl, etcdctl, openssl), servers started detached, PID files,
 // signals and the /proc scan that `down` uses to prove that nothing was left behind.
+//
+// Why Foundation.Process + setpriv + setsid + a bash wrapper, and not swift-subprocess (evaluated,
+// version 1.0.2, 2026-12, on this machine):
+// - What swift-subprocess can do: switch uid, gid and supplementary groups in the child
+//   (`PlatformOptions.userID/groupID/supplementaryGroups`; `--init-groups` would need our own
+//   getgrouplist), start a new session (`createSession`), reset every signal handler and the
+//   mask, close every descriptor above 2 (close_range), and its PID is the server's own (it
+//   forks and execs directly). A prototype started `sleep` as postgres in its own session with
+//   only fds 0-2, PID = the server's, and it survived the test process.
+// - What it cannot do: return while the server keeps running. `run` always awaits the child's
+//   termination, and tears the child down (SIGTERM, then SIGKILL) when the calling task is
+//   cancelled. A detached server would need `run` left pending in an unstructured task that
+//   outlives `launchDetached`, the servers becoming children of the pgha process, which is
+//   outside the library's model (the Execution is valid only inside its closure).
+// - What it costs: it brings swift-system. A clean debug build (`rm -rf .build && time swift
+//   build --build-tests`, 2 shared cores, load ~2-3) took 123 s with it against 99 s without
+//   (user CPU 3 m 17 s against 2 m 49 s): over the project's two-minute bar. Built alone,
+//   Subprocess with swift-system takes 37 s (27 s of CPU) in debug.
+// So the code stays, and the shell wrapper stays because Foundation.Process only reports the
+// wrapper's exit once no child holds a descriptor it handed over (checked again: without the
+// descriptor loop, `launchDetached` never returned while the server ran). A direct posix_spawn
+// (POSIX_SPAWN_SETSID, closefrom, chdir) would remove the wrapper, but Swift's Glibc module does
+// not export posix_spawn_file_actions_addclosefrom_np or _addchdir_np: it would take a new C shim
+// target, and the servers would become pgha's children, to be reaped.
 
 /// What a finished helper command printed and how it exited.
 struct ProcessOutput: Sendable {
@@ -92,7 +115,9 @@ enum Processes {
             inputPipe = nil
         }
 
-        let timedOut = TimeoutFlag()
+        // The timer answers whether it stopped the command: cancelled once the command finished,
+        // it answers false; firing while the command still runs, it sends SIGTERM and answers true.
+        var timer: Task<Bool, Never>?
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             process.terminationHandler = { _ in continuation.resume() }
             do {
@@ -109,17 +134,18 @@ enum Processes {
                 try? writer.write(contentsOf: Data(input.utf8))  // fails only if the child exited early
                 try? writer.close()
             }
-            timedOut.arm(Task {
+            timer = Task {
                 try? await Task.sleep(for: timeout)
-                if timedOut.fire(), isAlive(pid) { kill(pid, SIGTERM) }
-            })
+                return !Task.isCancelled && isAlive(pid) && kill(pid, SIGTERM) == 0
+            }
         }
-        timedOut.disarm()
+        timer?.cancel()
+        let timedOut = await timer?.value ?? false
         return ProcessOutput(
             status: process.terminationStatus,
             stdout: FileSystem.readText(outPath) ?? "",
             stderr: FileSystem.readText(errPath) ?? "",
-            timedOut: timedOut.hasFired)
+            timedOut: timedOut)
     }
 
     /// Starts a server detached from us: in its own session (`setsid`), as `user` (`setpriv`), with
@@ -262,41 +288,4 @@ enum Processes {
         }
         return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
-}
-
-/// Whether a helper command's timeout fired before it finished: the timer and the waiter race,
-/// and exactly one of them wins.
-private final class TimeoutFlag: Sendable {
-    private let state = Mutex<(done: Bool, fired: Bool, timer: Task<Void, Never>?)>((false, false, nil))
-
-    /// Keeps the timer so that `disarm` can cancel it (no sleeping task outlives the command).
-    func arm(_ timer: Task<Void, Never>) {
-        let cancelNow = state.withLock { value in
-            if value.done { return true }
-            value.timer = timer
-            return false
-        }
-        if cancelNow { timer.cancel() }
-    }
-
-    /// Called by the timer: true if the command is still running (the timer wins).
-    func fire() -> Bool {
-        state.withLock { value in
-            if value.done { return false }
-            value.fired = true
-            return true
-        }
-    }
-
-    /// Called when the command finished: cancels the timer.
-    func disarm() {
-        let timer = state.withLock { value in
-            value.done = true
-            defer { value.timer = nil }
-            return value.timer
-        }
-        timer?.cancel()
-    }
-
-    var hasFired: Bool { state.withLock { $0.fired } }
 }

@@ -4,7 +4,7 @@ import Testing
 
 @testable import HTTPClient
 
-@Suite("HTTPClient against a loopback server")
+@Suite("HTTPClient against a loopback server", .timeLimit(.minutes(1)))
 struct HTTPClientTests {
     @Test("GET returns status, headers and a JSON body; sends method, path and User-Agent")
     func getJSON() throws {
@@ -69,31 +69,30 @@ struct HTTPClientTests {
         #expect(seen.header("Content-Length") == "0")
     }
 
-    @Test("a server that never answers times out quickly with .timeout")
+    /// The configured total timeout is 10 minutes, longer than the suite's time limit: only the
+    /// request's own 200 ms timeout can end this with curl's code 28.
+    @Test("a server that never answers ends with .timeout, by the request's own timeout")
     func timeout() throws {
         let server = try LoopbackServer(reply: .silence)
         defer { server.stop() }
-        let client = HTTPClient(configuration: .init(totalTimeout: .seconds(10)))
-        let started = ContinuousClock.now
+        let client = HTTPClient(configuration: .init(totalTimeout: .seconds(600)))
         let error = #expect(throws: HTTPError.self) {
             try client.send(HTTPRequest(url: server.baseURL + "/cluster"), timeout: .milliseconds(200))
         }
-        let elapsed = ContinuousClock.now - started
         #expect(error?.code == .timeout)
         #expect(error?.curlCode == 28)
-        #expect(elapsed >= .milliseconds(190))
-        #expect(elapsed < .seconds(2))
+        #expect(server.requests.count == 1)
     }
 
     @Test("a closed port fails fast with .connectionRefused")
     func refused() throws {
         let port = try closedPort()
-        let client = HTTPClient(configuration: .init(connectTimeout: .seconds(10), totalTimeout: .seconds(10)))
-        let started = ContinuousClock.now
+        // With 10-minute timeouts, only the refusal itself can end this (as .connectionRefused,
+        // not .timeout).
+        let client = HTTPClient(configuration: .init(connectTimeout: .seconds(600), totalTimeout: .seconds(600)))
         let error = #expect(throws: HTTPError.self) { try client.send(HTTPRequest(url: "http://127.0.0.1:\(port)/cluster")) }
         #expect(error?.code == .connectionRefused)
         #expect(error?.isConnectFailure == true)
-        #expect(ContinuousClock.now - started < .seconds(2))
     }
 
     @Test("a body over the cap aborts with .bodyTooLarge (declared length and close-delimited)", arguments: [true, false])
@@ -215,21 +214,16 @@ struct HTTPClientTests {
         #expect(client.idleHandleCount == 1)
     }
 
-    /// The hard 5 ms p99 goal is checked against real Patroni in the integration tests; here, with
-    /// other tests competing for the same two cores, a loose bound still catches a lost keep-alive.
-    @Test("loopback round trips take well under a millisecond or two")
-    func latency() throws {
+    /// Latency is measured by `pgha bench refresh` against real Patroni (docs/BENCHMARKS.md);
+    /// what a unit test can check without a clock is that many requests share one connection.
+    @Test("300 requests in a row reuse one keep-alive connection")
+    func oneConnectionForManyRequests() throws {
         let body = String(repeating: "x", count: 900)
         let server = try LoopbackServer(reply: .bytes(Canned.json(#"{"a":"\#(body)"}"#), close: false))
         defer { server.stop() }
         let client = HTTPClient()
-        var samples: [Duration] = []
-        for _ in 0..<300 { samples.append(try client.send(HTTPRequest(url: server.baseURL + "/cluster")).elapsed) }
-        samples.sort()
-        let p50 = samples[samples.count / 2]
-        let p99 = samples[samples.count * 99 / 100]
-        #expect(p50 < .milliseconds(2), "p50 \(p50)")
-        #expect(p99 < .milliseconds(50), "p99 \(p99)")
+        for _ in 0..<300 { #expect(try client.send(HTTPRequest(url: server.baseURL + "/cluster")).body.count == 908) }
+        #expect(server.requests.count == 300)
         #expect(server.connectionCount == 1)
     }
 
@@ -252,15 +246,13 @@ struct HTTPClientTests {
         let server = try LoopbackServer(reply: .silence)
         defer { server.stop() }
         let client = HTTPClient()
-        let started = ContinuousClock.now
         let task = Task { () async throws(HTTPError) -> HTTPResponse in
-            try await client.send(HTTPRequest(url: server.baseURL + "/cluster"), timeout: .seconds(60))
+            try await client.send(HTTPRequest(url: server.baseURL + "/cluster"), timeout: .seconds(600))
         }
         #expect(await server.waitForRequests(1, within: .seconds(20)))
         task.cancel()
+        // .cancelled, not the 600 s .timeout: the cancellation ended it.
         let result = await task.result
-        // Far below the 60 s timeout: the cancellation, not the timeout, ended it.
-        #expect(ContinuousClock.now - started < .seconds(20))
         guard case .failure(let error) = result else {
             Issue.record("expected a failure, got \(result)")
             return

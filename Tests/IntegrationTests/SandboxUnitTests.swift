@@ -75,7 +75,7 @@ struct SandboxUnitTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try config.encodedJSON().write(toFile: SandboxConfiguration.fileURL(baseDir: dir), atomically: true, encoding: .utf8)
         #expect(try SandboxConfiguration.load(baseDir: dir) == config)
-        #expect(config.tls?.serverCertificates.keys.sorted() == ["node1", "node2", "node3", "single"])
+        #expect(config.tls?.serverCertificates.keys.sorted() == ["ha1", "ha2", "ha3", "node1", "node2", "node3", "single"])
     }
 
     @Test func loadingAMissingSandboxSaysNotSetUp() {
@@ -330,7 +330,7 @@ struct SandboxUnitTests {
             members: [Self.member("node1", role: "leader", state: "running")])
         let data = try JSONEncoder().encode(status)
         let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        #expect(Set(object.keys) == ["base_dir", "healthy", "leader", "streaming_replicas", "single_node", "etcd", "members", "problems"])
+        #expect(Set(object.keys) == ["base_dir", "healthy", "leader", "streaming_replicas", "single_node", "etcd", "members", "target_members", "problems"])
         #expect(object["leader"] as? String == "node1")
         #expect(object["streaming_replicas"] as? Int == 0)
         let member = try #require((object["members"] as? [[String: Any]])?.first)
@@ -409,6 +409,15 @@ struct SandboxUnitTests {
         #expect(output.stdout == "out:hello\n")
         #expect(output.stderr == "err\n")
         #expect(!output.timedOut)
+    }
+
+    @Test func runStopsACommandThatOutlivesItsTimeout() async throws {
+        // 30 s of sleep against a 200 ms timeout: only the timer can end it this soon, with SIGTERM.
+        let slow = try await Processes.run("/bin/sleep", ["30"], environment: ["PATH": "/usr/bin:/bin"], timeout: .milliseconds(200))
+        #expect(slow.timedOut)
+        #expect(!slow.succeeded)
+        let quick = try await Processes.run("/bin/true", [], environment: ["PATH": "/usr/bin:/bin"], timeout: .seconds(30))
+        #expect(!quick.timedOut && quick.succeeded)
     }
 
     @Test func prerequisitesNameTheInstallCommand() throws {

@@ -1,5 +1,7 @@
 import Foundation
+import PropertyBased
 import Testing
+import TestSupport
 @testable import Migration
 
 @Suite("Playbook validation")
@@ -104,8 +106,8 @@ struct PlaybookParserTests {
     func missingKey() {
         let found = issues(sample(replacing: "  user: dpg_cluster\n  password: ${PROJECT_DB_PASSWORD}\n", with: ""))
         #expect(found.map(\.description) == [
-            "playbooks/x.yml:4:3: source: missing required key 'user'",
-            "playbooks/x.yml:4:3: source: missing required key 'password'",
+            "playbooks/x.yml:4:3: source: missing required key 'user': add user: under source (docs/PLAYBOOKS.md)",
+            "playbooks/x.yml:4:3: source: missing required key 'password': add password: under source (docs/PLAYBOOKS.md)",
         ])
     }
 
@@ -129,16 +131,16 @@ struct PlaybookParserTests {
         #expect(syntax.count == 1)
         #expect(syntax.first?.line != nil)
         let duplicate = issues(sample(replacing: "name: test rehearsal", with: "name: a\nname: b"))
-        #expect(duplicate.first?.message == "duplicate key 'name'")
+        #expect(duplicate.first?.message == "duplicate key 'name' in this mapping: keep one of them (YAML would silently use only one value)")
         #expect(duplicate.first?.line == 2)
-        #expect(issues("").first?.message == "the playbook is empty")
+        #expect(issues("").first?.description == "playbooks/x.yml:1:1: the playbook is empty: write at least version, name, source and target (docs/PLAYBOOKS.md)")
         #expect(issues("- a\n- b\n").first?.message == "expected a mapping, got a list")
     }
 
     @Test("cross-field rules")
     func crossField() {
         let members = issues(sample(replacing: "min_members: 3", with: "min_members: 5"))
-        #expect(members.first?.message == "requires 5 members but target.api_hosts lists 3")
+        #expect(members.first?.message == "requires 5 members but target.api_hosts lists 3: list every member's API in target.api_hosts, or lower min_members")
         let duplicateHost = issues(sample(replacing: "127.0.0.12, \"127.0.0.13:8009\"", with: "127.0.0.11, \"127.0.0.13:8009\""))
         #expect(duplicateHost.first?.key == "target.api_hosts[1]")
         let sameOutput = issues(sample(replacing: "config_yaml: out/config.yaml", with: "config_yaml: out/app.env"))
@@ -191,5 +193,207 @@ struct PlaybookParserTests {
         #expect(EnvironmentReference(parsing: "${A_1}")?.variable == "A_1")
         #expect(EnvironmentReference(parsing: "${1A}") == nil)
         #expect(EnvironmentReference(parsing: "$A") == nil)
+    }
+}
+
+/// Hostile playbooks: valid ones mutated (wrong types, unknown and duplicate keys, huge values,
+/// deep nesting, control characters, truncation, invalid UTF-8, BOM, CRLF, tabs). The parser
+/// never crashes, and every problem names the file, the line and column, and the fix.
+@Suite("Playbook validation of mutated playbooks")
+struct PlaybookParserPropertyTests {
+    static let file = "playbooks/mutated.yml"
+
+    /// The sample and the shipped playbooks, as trees, with what they parse to.
+    static func bases() throws -> [(Document, Playbook)] {
+        let texts = [
+            samplePlaybookYAML(),
+            try String(contentsOfFile: repositoryRoot + "/playbooks/sandbox.yml", encoding: .utf8),
+            try String(contentsOfFile: repositoryRoot + "/playbooks/example-production.yml", encoding: .utf8),
+        ]
+        return try texts.map { (try Document(yaml: $0), try PlaybookParser.parse($0, file: file)) }
+    }
+
+    /// The issues of `bytes`, or the playbook.
+    static func outcome(_ bytes: [UInt8]) -> Result<Playbook, MigrationError> {
+        do throws(MigrationError) {
+            return .success(try PlaybookParser.parse(bytes: bytes, file: file))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// What every failure must look like.
+    static func checkReport(_ error: MigrationError) {
+        #expect(error.code == .playbookInvalid)
+        #expect(error.path == file)
+        #expect(!error.issues.isEmpty, "\(error.message)")
+        for issue in error.issues {
+            #expect(issue.file == file)
+            #expect(issue.line != nil && issue.column != nil, "no position: \(issue)")
+            #expect(issue.description.hasPrefix("\(file):\(issue.line ?? 0):\(issue.column ?? 0): "), "\(issue)")
+            #expect(tellsTheFix(issue.message), "no fix: \(issue)")
+            #expect(!containsHiddenCharacter(issue.description) && !issue.description.contains("\n"), "raw control character: \(issue.description.debugDescription)")
+            #expect(issue.description.count < 500, "\(issue.description.count) characters: \(issue.description.prefix(200))…")
+        }
+    }
+
+    @Test("the renderer used by the mutations writes the same playbooks back")
+    func roundTrip() throws {
+        for (document, playbook) in try Self.bases() {
+            #expect(try PlaybookParser.parse(document.render(.yaml), file: Self.file) == playbook)
+        }
+    }
+
+    @Test("mutated playbooks: no crash, every problem placed and explained, benign changes change nothing")
+    func mutated() async throws {
+        let tally = Fuzz.Tally()
+        for (n, (document, original)) in try Self.bases().enumerated() {
+            let mutator = DocumentMutator(document, format: .yaml)
+            await Fuzz.check(mutator.generator, seed: 0x9A7B_0000 + UInt64(n), count: 120) { mutated in
+                let result = Self.outcome(mutated.bytes)
+                if mutated.isBenign {
+                    #expect((try? result.get()) == original, "a BOM or CRLF changed the playbook: \(result)")
+                    tally.count("benign")
+                    return
+                }
+                guard case .failure(let error) = result else {
+                    tally.count("accepted")
+                    return
+                }
+                tally.count("refused")
+                Self.checkReport(error)
+                Self.checkPrediction(mutated, error)
+            }
+        }
+        // The generator reaches every outcome (a regression here means it became degenerate).
+        #expect(tally["benign"] > 10 && tally["accepted"] > 10 && tally["refused"] > 150, "\(tally.all)")
+    }
+
+    /// What a single mutation must produce.
+    static func checkPrediction(_ mutated: MutatedDocument, _ error: MigrationError) {
+        let keys = error.issues.map(\.key)
+        let messages = error.issues.map(\.message)
+        if mutated.structural.isEmpty, mutated.byteLevel.count == 1, case .invalidUTF8 = mutated.byteLevel[0],
+           let offset = mutated.firstInvalidUTF8Offset {
+            #expect(messages == [messages.first].compactMap { $0 } && messages.first?.contains("UTF-8") == true, "\(messages)")
+            #expect(error.issues.first?.line == MutatedDocument.line(ofOffset: offset, in: mutated.bytes))
+        }
+        guard mutated.structural.count == 1, mutated.byteLevel.isEmpty else { return }
+        let original = mutated.original
+        switch mutated.structural[0] {
+        case .renameKey(let path, _, let name):
+            let parent = original.keyPath(Array(path.dropLast()))
+            let isSchemaLike = !name.isEmpty && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || $0 == "_" }
+            // (Under extensions.min_versions any extension name is a key, so the issue is not
+            // always "unknown key"; it is always placed under the parent.)
+            if !isSchemaLike || name.hasPrefix("zz_") {
+                #expect(error.issues.contains { $0.key.hasPrefix(parent) }, "\(error.issues)")
+            }
+        case .duplicateKey(let path, _):
+            let name = original.key(at: path) ?? ""
+            #expect(error.issues.contains { $0.message.contains("duplicate key '\(name)'") && $0.key == name }, "\(error.issues)")
+        case .wrongType(let path, let keyPath, .mapping(let entries)) where !entries.isEmpty:
+            if case .scalar? = original[path] {
+                #expect(keys.contains { $0.hasPrefix(keyPath) }, "\(keyPath): \(error.issues)")
+            }
+        case .controlCharacter(_, let keyPath, let scalar) where scalar != "\t":
+            #expect(keys.contains { $0.hasPrefix(keyPath) }, "\(keyPath): \(error.issues)")
+        case .deepNesting(_, let keyPath, let depth):
+            if depth > 1_000 {
+                #expect(messages.count == 1 && messages[0].contains("nested more than 1000 levels"), "\(messages)")
+            } else {
+                #expect(keys.contains { $0.hasPrefix(keyPath) }, "\(keyPath): \(error.issues)")
+            }
+        default:
+            break
+        }
+    }
+
+    @Test("a literal password is never repeated, whatever else is wrong with the file")
+    func literalPasswords() async throws {
+        let (document, _) = try Self.bases()[0]
+        let credentials = document.paths.filter { ["password", "api_password"].contains(document.key(at: $0)) }
+        #expect(credentials.count == 3)
+        let mutator = DocumentMutator(document, format: .yaml)
+        let secrets = zip(Gen.element(of: credentials), Gen.letterOrNumber.string(of: 8...24), Gen.bool)
+            .map { path, tail, quoted in (path: path!, secret: "Hunter2-" + tail, quoted: quoted) }
+        let cases = zip(secrets, mutator.generator).map { secret, mutated in SecretCase(secret: secret, mutated: mutated, document: document) }
+        await Fuzz.check(cases, seed: 0x5EC2_E7, count: 80) { c in
+            let result = Self.outcome(c.bytes)
+            guard case .failure(let error) = result else {
+                Issue.record("a literal password was accepted")
+                return
+            }
+            #expect(!error.description.contains(c.secret), "\(error.description)")
+            #expect(!error.message.contains(c.secret))
+        }
+    }
+
+    struct SecretCase: Sendable, CustomStringConvertible {
+        var secret: String
+        var bytes: [UInt8]
+        var summary: String
+        init(secret: (path: Document.Path, secret: String, quoted: Bool), mutated: MutatedDocument, document: Document) {
+            var doc = document
+            doc.replace(secret.path, with: .scalar(secret.secret, secret.quoted ? .quoted : .plain))
+            for m in mutated.structural where m.path != secret.path { m.apply(to: &doc, format: .yaml) }
+            var bytes = Array(doc.render(.yaml).utf8)
+            for m in mutated.byteLevel { m.apply(to: &bytes) }
+            self.secret = secret.secret
+            self.bytes = bytes
+            summary = "\(document.keyPath(secret.path)) = \(secret.secret); \(mutated)"
+        }
+        var description: String { summary }
+    }
+
+    @Test("hostile YAML features: aliases that expand, merge keys, tags, several documents")
+    func yamlFeatures() {
+        let laughs = "a: &a [x, x, x, x, x, x, x, x]\n" + (1...12).map { "l\($0): &l\($0) [" + Array(repeating: "*\($0 == 1 ? "a" : "l\($0 - 1)")", count: 8).joined(separator: ", ") + "]" }.joined(separator: "\n")
+        for text in [
+            samplePlaybookYAML() + laughs,
+            samplePlaybookYAML().replacingOccurrences(of: "name: test rehearsal", with: "name: &n test\nversion2: *n"),
+            "<<: {version: 1}\n" + samplePlaybookYAML(),
+            samplePlaybookYAML().replacingOccurrences(of: "port: 15432\n  user", with: "port: !!str 15432\n  user"),
+            samplePlaybookYAML() + "---\nversion: 2\n",
+            "%YAML 1.1\n---\n" + samplePlaybookYAML(),
+            String(repeating: "- ", count: 5_000) + "x\n",
+            String(repeating: "  ", count: 3_000) + "a: 1\n",
+        ] {
+            switch Self.outcome(Array(text.utf8)) {
+            case .success: break
+            case .failure(let error): Self.checkReport(error)
+            }
+        }
+    }
+
+    @Test("specific hostile bytes are explained", arguments: [
+        ("tab", "version: 1\nname: x\nsource:\n\thost: a\n", "indent with spaces"),
+        ("NUL", "version: 1\nname: x\u{0}y\n", "U+0000"),
+        ("escape sequence", "version: 1\nname: \"x\\u001B[31my\"\n", "U+001B"),
+        ("bidirectional override", "version: 1\nname: \"admin\u{202E}resu\"\n", "U+202E"),
+        ("unclosed quote", "version: 1\nname: \"x\n", "close the quote"),
+        ("unclosed list", "version: 1\nname: [x\n", "close the list"),
+        ("at sign", "version: 1\nname: @x\n", "must be quoted"),
+    ])
+    func specific(_ label: String, _ text: String, _ fix: String) throws {
+        guard case .failure(let error) = Self.outcome(Array(text.utf8)) else {
+            Issue.record("\(label) was accepted")
+            return
+        }
+        Self.checkReport(error)
+        #expect(error.issues.contains { $0.message.contains(fix) }, "\(label): \(error.issues)")
+    }
+
+    @Test("invalid UTF-8 names the byte, the line and the column; a BOM is accepted")
+    func utf8() throws {
+        var bytes = Array(samplePlaybookYAML().utf8)
+        let at = try #require(bytes.firstRange(of: Array("dpg_cluster".utf8))).lowerBound + 3
+        bytes.insert(0xFF, at: at)
+        guard case .failure(let error) = Self.outcome(bytes) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(error.issues.map(\.description) == ["\(Self.file):6:12: byte \(at) (line 6, column 12) is not UTF-8 (0xFF): save the file as UTF-8"])
+        #expect(try Self.outcome([0xEF, 0xBB, 0xBF] + Array(samplePlaybookYAML().utf8)).get() == samplePlaybook())
     }
 }

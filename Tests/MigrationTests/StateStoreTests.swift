@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Migration
 
 @Suite("StateStore, StateLock, StateJournal")
@@ -294,5 +295,138 @@ struct StateStoreTests {
     func sha256() throws {
         #expect(try SHA256.hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(try SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+}
+
+/// Hostile state files: a valid one mutated (wrong types, unknown and duplicate keys, huge values,
+/// deep nesting, control characters, truncation, invalid UTF-8, BOM, CRLF). Loading never
+/// crashes, and every refusal names the file, the place and what to do.
+@Suite("StateStore loading mutated state files")
+struct StateStorePropertyTests {
+    static let path = "/srv/app/.pgha/state.json"
+    static let advice = ["Restore it from a backup, or move it aside", "Use that pgha (or a newer one)"]
+
+    static func outcome(_ bytes: [UInt8]) -> Result<MigrationState, MigrationError> {
+        do throws(MigrationError) {
+            return .success(try StateStore.decode(Data(bytes), path: path))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// What every refusal must look like.
+    static func checkReport(_ error: MigrationError) {
+        let message = error.message
+        #expect(error.code == .stateCorrupt || error.code == .stateTooNew, "\(error.code)")
+        #expect(error.exitCode == .stateUnreadable)
+        #expect(message.contains(path), "\(message)")
+        // The place: a byte position, a key path, or the top level.
+        let placed = message.range(of: #"byte \d+ \(line \d+, column \d+\)"#, options: .regularExpression) != nil
+            || message.range(of: #"(schema \d+|file): [A-Za-z\[\]0-9.]+: "#, options: .regularExpression) != nil
+            || message.contains(" in ") || message.contains("the top level") || message.contains("is empty (0 bytes)")
+        #expect(placed, "no place: \(message)")
+        #expect(advice.contains { message.contains($0) }, "no fix: \(message)")
+        #expect(!containsHiddenCharacter(message) && !message.contains("\n"), "raw control character: \(message.debugDescription)")
+        #expect(message.count < 700, "\(message.count) characters: \(message.prefix(300))…")
+    }
+
+    @Test("the renderer used by the mutations writes the same state back")
+    func roundTrip() throws {
+        let state = StateStoreTests.sampleState()
+        let document = try Document(yaml: String(decoding: try StateStore.encode(state), as: UTF8.self))
+        #expect(try StateStore.decode(Data(document.render(.json).utf8), path: Self.path) == state)
+    }
+
+    @Test("mutated state files: no crash, every refusal placed and explained, BOM and CRLF change nothing")
+    func mutated() async throws {
+        let state = StateStoreTests.sampleState()
+        let document = try Document(yaml: String(decoding: try StateStore.encode(state), as: UTF8.self))
+        let tally = Fuzz.Tally()
+        await Fuzz.check(DocumentMutator(document, format: .json).generator, seed: 0x57A7_E000, count: 200) { mutated in
+            let result = Self.outcome(mutated.bytes)
+            if mutated.isBenign {
+                #expect((try? result.get()) == state, "a BOM or CRLF changed the state: \(result)")
+                tally.count("benign")
+                return
+            }
+            guard case .failure(let error) = result else {
+                tally.count("accepted")
+                return
+            }
+            tally.count("refused")
+            Self.checkReport(error)
+            Self.checkPrediction(mutated, error.message)
+        }
+        #expect(tally["benign"] > 10 && tally["accepted"] > 10 && tally["refused"] > 100, "\(tally.all)")
+    }
+
+    /// What a single mutation must produce.
+    static func checkPrediction(_ mutated: MutatedDocument, _ message: String) {
+        if mutated.structural.isEmpty, mutated.byteLevel.count == 1 {
+            switch mutated.byteLevel[0] {
+            case .invalidUTF8:
+                if let offset = mutated.firstInvalidUTF8Offset {
+                    let line = MutatedDocument.line(ofOffset: offset, in: mutated.bytes)
+                    #expect(message.contains("byte \(offset) (line \(line),") && message.contains("0x"), "\(message)")
+                }
+            case .truncate(let at) where at < mutated.bytes.count + 1 && at < Array(mutated.document.render(.json).utf8).count - 1:
+                #expect(message.contains("cut short") || message.contains("is empty (0 bytes)"), "\(message)")
+            default:
+                break
+            }
+        }
+        guard mutated.structural.count == 1, mutated.byteLevel.isEmpty else { return }
+        switch mutated.structural[0] {
+        case .duplicateKey(let path, _):
+            let key = mutated.original.key(at: path) ?? ""
+            #expect(message.contains("the key \"\(key)\" appears twice"), "\(message)")
+        case .deepNesting(_, _, let depth) where depth > 512:
+            #expect(message.contains("nesting too deep"), "\(message)")
+        case .remove(let path, let keyPath):
+            // Every key pgha writes is required, except those of free-form mappings (undo).
+            if let key = mutated.original.key(at: path), !keyPath.contains("undo") {
+                #expect(message.contains("missing key \"\(key)\"") || message.contains("has no \(key)"), "\(message)")
+            }
+        default:
+            break
+        }
+    }
+
+    @Test("specific hostile state files are explained", arguments: [
+        (#"{"schemaVersion": 1, "schemaVersion": 2}"#, "the key \"schemaVersion\" appears twice"),
+        (#"{"schemaVersion": 18446744073709551616}"#, "does not fit in 64 bits"),
+        (#"{"schemaVersion": 1e999}"#, "out of range"),
+        (#"{"schemaVersion": "1"}"#, "schemaVersion: expected a whole number"),
+        (#"{"schemaVersion": 1, "toolVersion": "\uD800"}"#, "unpaired surrogate \\uD800"),
+        ("\u{FEFF}\u{FEFF}{}", "unexpected byte order mark"),
+        ("{\"a\u{1B}[31m\": 1}", "control character U+001B inside a string"),
+        ("[1, 2]", "the top level is not a JSON object"),
+    ])
+    func specific(_ text: String, _ expected: String) {
+        guard case .failure(let error) = Self.outcome(Array(text.utf8)) else {
+            Issue.record("\(text) was accepted")
+            return
+        }
+        Self.checkReport(error)
+        #expect(error.message.contains(expected), "\(error.message)")
+    }
+
+    @Test("a bad date names its key; a newer writer's version is escaped")
+    func dateAndVersion() throws {
+        var text = String(decoding: try StateStore.encode(StateStoreTests.sampleState()), as: UTF8.self)
+        text = text.replacingOccurrences(of: #""createdAt" : "2027"#, with: #""createdAt" : "yesterday 2027"#)
+        guard case .failure(let error) = Self.outcome(Array(text.utf8)) else {
+            Issue.record("a bad date was accepted")
+            return
+        }
+        #expect(error.message.contains("createdAt: expected a date such as 2027-01-15T08:00:00Z"), "\(error.message)")
+        let newer = #"{"schemaVersion": 9, "toolVersion": "9.0\u001B]0;owned\u0007"}"#
+        guard case .failure(let tooNew) = Self.outcome(Array(newer.utf8)) else {
+            Issue.record("a newer schema was accepted")
+            return
+        }
+        #expect(tooNew.code == .stateTooNew)
+        #expect(tooNew.message.contains("pgha 9.0<U+001B>]0;owned<U+0007> with schema 9"), "\(tooNew.message)")
+        Self.checkReport(tooNew)
     }
 }

@@ -3,10 +3,27 @@ import Testing
 
 @Suite("TextDiff")
 struct TextDiffTests {
-    /// Applies an edit script: the old text must come out of the same/removed lines, the new one
-    /// out of same/added lines.
-    func check(_ old: [String], _ new: [String]) {
-        let script = TextDiff.edits(from: old, to: new)
+    /// The fewest insertions plus deletions that turn `old` into `new`: `n + m - 2·LCS`, with the
+    /// longest common subsequence from the textbook O(n·m) table (independent of Myers' algorithm
+    /// in TextDiff).
+    static func minimalEditCount(_ old: [String], _ new: [String]) -> Int {
+        var table = [[Int]](repeating: [Int](repeating: 0, count: new.count + 1), count: old.count + 1)
+        for i in stride(from: old.count - 1, through: 0, by: -1) {
+            for j in stride(from: new.count - 1, through: 0, by: -1) {
+                table[i][j] = old[i] == new[j] ? table[i + 1][j + 1] + 1 : max(table[i + 1][j], table[i][j + 1])
+            }
+        }
+        return old.count + new.count - 2 * table[0][0]
+    }
+
+    static func changes(_ script: [TextDiff.Edit]) -> Int {
+        script.filter { if case .same = $0 { return false } else { return true } }.count
+    }
+
+    /// Whether an edit script turns `old` into `new` with the fewest changes: the old text must come
+    /// out of the same/removed lines, the new one out of same/added lines, and the count of added
+    /// and removed lines must be the minimum.
+    static func problems(_ script: [TextDiff.Edit], _ old: [String], _ new: [String]) -> [String] {
         var fromOld: [String] = []
         var fromNew: [String] = []
         for edit in script {
@@ -16,11 +33,29 @@ struct TextDiffTests {
             case .added(let l): fromNew.append(l)
             }
         }
-        #expect(fromOld == old)
-        #expect(fromNew == new)
+        var found: [String] = []
+        if fromOld != old { found.append("the old side is \(fromOld), not \(old)") }
+        if fromNew != new { found.append("the new side is \(fromNew), not \(new)") }
+        let minimum = minimalEditCount(old, new)
+        if changes(script) != minimum { found.append("\(changes(script)) changes where \(minimum) suffice") }
+        return found
     }
 
-    @Test("edit scripts reproduce both sides", arguments: [
+    func check(_ old: [String], _ new: [String]) {
+        let script = TextDiff.edits(from: old, to: new)
+        #expect(Self.problems(script, old, new) == [], "\(old) → \(new)")
+    }
+
+    @Test("the check rejects a script that deletes everything and adds it back")
+    func checkCanFail() {
+        let old = ["a", "b", "c"]
+        let new = ["a", "x", "c"]
+        let wasteful = old.map(TextDiff.Edit.removed) + new.map(TextDiff.Edit.added)
+        #expect(Self.problems(wasteful, old, new) == ["6 changes where 2 suffice"])
+        #expect(Self.minimalEditCount(Array("ABCABBA").map(String.init), Array("CBABAC").map(String.init)) == 5)
+    }
+
+    @Test("edit scripts reproduce both sides with the fewest changes", arguments: [
         ([], []), ([], ["a"]), (["a"], []), (["a", "b", "c"], ["a", "b", "c"]), (["a", "b", "c"], ["a", "x", "c"]),
         (["a", "b", "c", "a", "b", "b", "a"], ["c", "b", "a", "b", "a", "c"]), (["x"], ["y"]), (["a", "a", "a"], ["a"]),
     ] as [([String], [String])])
@@ -35,7 +70,7 @@ struct TextDiffTests {
         #expect(changes.count == 5)
     }
 
-    @Test("pseudo-random inputs round-trip")
+    @Test("pseudo-random inputs round-trip with the fewest changes")
     func randomized() {
         var seed: UInt64 = 0x2545_F491_4F6C_DD1D
         func next() -> Int {
@@ -45,6 +80,17 @@ struct TextDiffTests {
         for _ in 0..<200 {
             let old = (0..<(next() * 3)).map { _ in ["a", "b", "c", "d"][next()] }
             let new = (0..<(next() * 3)).map { _ in ["a", "b", "c", "d"][next()] }
+            check(old, new)
+        }
+        // Longer texts where most lines survive: a non-minimal script shows here.
+        for _ in 0..<50 {
+            var old = (0..<40).map { _ in ["a", "b", "c", "d"][next()] }
+            var new = old
+            for _ in 0..<(1 + next()) {
+                let at = next() * 9
+                if next() % 2 == 0, at < new.count { new.remove(at: at) } else { new.insert(["x", "a"][next() % 2], at: min(at, new.count)) }
+            }
+            if next() == 0 { old.reverse() }
             check(old, new)
         }
     }

@@ -33,7 +33,7 @@ private func clusterJSON(leaderPort: Int, leader: Bool = true) -> String {
     #"{"members": [{"name": "m1", "role": "\#(leader ? "leader" : "replica")", "state": "running", "api_url": "http://127.0.0.1:\#(leaderPort)/patroni", "host": "127.0.0.1", "port": 5432, "timeline": 1}, {"name": "m2", "role": "replica", "state": "streaming", "api_url": "http://127.0.0.1:\#(leaderPort)/patroni", "host": "127.0.0.1", "port": 5433, "timeline": 1, "lag": 0}], "scope": "t"}"#
 }
 
-@Suite("PatroniClient against fake members on loopback")
+@Suite("PatroniClient against fake members on loopback", .timeLimit(.minutes(1)))
 struct PatroniClientTests {
     @Test("cluster() answers from a healthy member while another never answers")
     func deadMemberDoesNotDelay() async throws {
@@ -42,13 +42,11 @@ struct PatroniClientTests {
         let healthy = try fakePatroni(["/cluster": (200, try Fixture.text("v4/cluster.json"))])
         defer { healthy.stop() }
         let patroni = client([silent, healthy], extra: [PatroniEndpoint(host: "127.0.0.1", port: try closedPort())], timeout: .seconds(60))
-        let started = ContinuousClock.now
         let answer = try await patroni.cluster()
-        // Far below the silent member's 60 s timeout (the bound is loose because other tests
-        // compete for the same cores).
-        #expect(ContinuousClock.now - started < .seconds(15))
-        #expect(answer.elapsed < .seconds(15))
         #expect(answer.endpoint == endpoint(healthy))
+        // Had the client waited for the silent member, its 60 s timeout would be in the failures:
+        // the answer came while that request was still hanging.
+        #expect(answer.failures[endpoint(silent)] == nil, "\(answer.failures)")
         #expect(answer.value.leader?.name == "m1")
         #expect(answer.value.replicas.count == 2)
         #expect(answer.failures[endpoint(healthy)] == nil)
@@ -61,16 +59,17 @@ struct PatroniClientTests {
         let healthy = try fakePatroni(["/cluster": (200, try Fixture.text("v4/cluster.json"))])
         defer { healthy.stop() }
         let patroni = client([silent, healthy], timeout: .seconds(60))
-        let started = ContinuousClock.now
         for _ in 0..<50 {
             let answer = try await patroni.cluster()
             #expect(answer.endpoint == endpoint(healthy))
         }
-        let seconds = Int((ContinuousClock.now - started).components.seconds)
-        // 50 refreshes, but an abandoned request to the silent member keeps it skipped until curl
-        // ends that transfer (its next progress callback, within ~1 s): about one request per
-        // second of test time, not one per refresh.
-        #expect(silent.requests.count <= seconds + 2, "\(silent.requests.count) requests in \(seconds) s")
+        // An abandoned request to the silent member keeps it skipped until curl ends that
+        // transfer (its next progress callback): whatever the timing, the client never has two
+        // requests hanging on it. The server may see two connections at once for a moment (the
+        // next request can arrive before it has noticed the old one close); piling up would show
+        // as dozens.
+        #expect(await silent.waitForRequests(1))
+        #expect(silent.peakOpenConnections <= 2, "\(silent.peakOpenConnections) connections open at once")
         #expect(healthy.requests.count == 50)
     }
 
@@ -181,12 +180,11 @@ struct PatroniClientTests {
         let silent = try LoopbackServer(reply: .silence)
         defer { silent.stop() }
         let patroni = client([silent], timeout: .seconds(60))
-        let started = ContinuousClock.now
         let task = Task { () async throws(PatroniError) -> PatroniAnswer<PatroniCluster> in try await patroni.cluster() }
         #expect(await silent.waitForRequests(1, within: .seconds(20)))
         task.cancel()
+        // .cancelled, not the 60 s .timeout: the cancellation ended it.
         let result = await task.result
-        #expect(ContinuousClock.now - started < .seconds(20))
         guard case .failure(let error) = result else {
             Issue.record("expected a failure")
             return

@@ -1,5 +1,7 @@
 import Foundation
+import HTTPClient
 import Testing
+import TestSupport
 
 @testable import Patroni
 
@@ -278,5 +280,83 @@ struct Breather {
     mutating func breathe() async {
         count += 1
         if count % 8 == 0 { await Task.yield() }
+    }
+}
+
+/// Servers that start an answer and never finish it: a body that stalls mid-transfer, a
+/// close-delimited answer from a server that never closes, a chunked answer without its last
+/// chunk, a server that trickles one byte at a time. Each request ends by the client's own
+/// timeout (curl's code 28, not a hang: the time limit below fails the test instead of waiting
+/// for ever), with an error naming the host; the Patroni client answers from another member.
+@Suite("Hostile Patroni servers", .timeLimit(.minutes(1)))
+struct HostileServerTests {
+    static let partial = Array(#"{"members": [{"name": "m1", "role": "lea"#.utf8)
+
+    enum Kind: String, CaseIterable, Sendable {
+        case stalledBody, neverCloses, unfinishedChunks, trickle
+
+        var reply: LoopbackServer.Reply {
+            switch self {
+            case .stalledBody: return .stall(Canned.response(body: HostileServerTests.partial, contentLength: 5_000))
+            case .neverCloses: return .stall(Canned.closeDelimited(Array(#"{"members": []}"#.utf8)))
+            case .unfinishedChunks: return .stall(Canned.unfinishedChunks(HostileServerTests.partial))
+            case .trickle: return .trickle(Canned.response(body: HostileServerTests.partial, contentLength: 5_000), every: .milliseconds(20), byte: 0x20)
+            }
+        }
+    }
+
+    @Test("HTTPClient: the transfer ends by the timeout, and the error names the host", arguments: Kind.allCases)
+    func httpClient(_ kind: Kind) throws {
+        let server = try LoopbackServer(reply: kind.reply)
+        defer { server.stop() }
+        let client = HTTPClient(configuration: .init(totalTimeout: .seconds(30)))
+        let error = #expect(throws: HTTPError.self) {
+            try client.send(HTTPRequest(url: server.baseURL + "/cluster"), timeout: .milliseconds(300))
+        }
+        #expect(error?.code == .timeout, "\(String(describing: error))")
+        #expect(error?.curlCode == 28)
+        #expect(error?.description.contains("127.0.0.1:\(server.port)") == true, "\(String(describing: error))")
+        #expect(server.requests.count == 1)
+    }
+
+    @Test("PatroniClient: a stalling member is skipped, and its failure names it", arguments: Kind.allCases)
+    func patroniClient(_ kind: Kind) async throws {
+        let hostile = try LoopbackServer(reply: kind.reply)
+        defer { hostile.stop() }
+        let healthy = try LoopbackServer(reply: .bytes(Canned.response(body: Array(try Fixture.text("v4/cluster.json").utf8), close: true), close: true))
+        defer { healthy.stop() }
+        var http = PatroniClientConfiguration.defaultHTTP
+        http.totalTimeout = .milliseconds(300)
+        let endpoints = [PatroniEndpoint(host: "127.0.0.1", port: hostile.port), PatroniEndpoint(host: "127.0.0.1", port: healthy.port)]
+        let patroni = PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: http, actionTimeout: .seconds(5)))
+
+        let answer = try await patroni.cluster()
+        #expect(answer.endpoint == endpoints[1])
+        #expect(answer.value.leader?.name == "m1")
+
+        let each = await patroni.clusterFromEach()
+        guard case .failure(let error)? = each[endpoints[0]] else {
+            Issue.record("the \(kind) member cannot have answered: \(String(describing: each[endpoints[0]]))")
+            return
+        }
+        #expect(error.httpError?.code == .timeout, "\(error)")
+        #expect(error.description.contains("127.0.0.1:\(hostile.port)"), "\(error)")
+        #expect((try? each[endpoints[1]]?.get()) != nil)
+    }
+
+    @Test("PatroniClient: when every member stalls, the error lists each host with its timeout")
+    func allStall() async throws {
+        let servers = try Kind.allCases.map { try LoopbackServer(reply: $0.reply) }
+        defer { servers.forEach { $0.stop() } }
+        var http = PatroniClientConfiguration.defaultHTTP
+        http.totalTimeout = .milliseconds(300)
+        let endpoints = servers.map { PatroniEndpoint(host: "127.0.0.1", port: $0.port) }
+        let patroni = PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: http, actionTimeout: .seconds(5)))
+        let error = await #expect(throws: PatroniError.self) { try await patroni.cluster() }
+        #expect(error?.code == .allEndpointsFailed)
+        for endpoint in endpoints {
+            #expect(error?.failures[endpoint]?.httpError?.code == .timeout, "\(endpoint): \(String(describing: error?.failures[endpoint]))")
+            #expect(error?.message.contains("\(endpoint)") == true)
+        }
     }
 }

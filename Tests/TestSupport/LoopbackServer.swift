@@ -26,6 +26,13 @@ public final class LoopbackServer: Sendable {
         case silence
         /// Close the connection without writing anything.
         case hangUp
+        /// Write these bytes, then say nothing more and never close (until the server stops):
+        /// a body that stalls mid-transfer (fewer bytes than its Content-Length), or a
+        /// close-delimited answer from a server that never closes.
+        case stall([UInt8])
+        /// Write these bytes, then one more byte every `interval`, forever: a server that keeps
+        /// the transfer alive without ever finishing it.
+        case trickle([UInt8], every: Duration, byte: UInt8)
     }
 
     public let port: Int
@@ -37,6 +44,8 @@ public final class LoopbackServer: Sendable {
     private struct State {
         var requests: [Request] = []
         var connections = 0
+        var open = 0
+        var peakOpen = 0
     }
 
     /// - Parameters:
@@ -78,6 +87,9 @@ public final class LoopbackServer: Sendable {
     public var baseURL: String { "http://127.0.0.1:\(port)" }
     public var requests: [Request] { state.withLock { $0.requests } }
     public var connectionCount: Int { state.withLock { $0.connections } }
+    /// The most connections that were open at the same time (a client that piles requests on a
+    /// server that never answers shows here, whatever the timing).
+    public var peakOpenConnections: Int { state.withLock { $0.peakOpen } }
 
     /// Waits (bounded) until at least `count` requests have arrived.
     public func waitForRequests(_ count: Int, within limit: Duration = .seconds(5)) async -> Bool {
@@ -104,11 +116,16 @@ public final class LoopbackServer: Sendable {
             if conn < 0 { continue }
             var one: Int32 = 1
             setsockopt(conn, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            state.withLock { $0.connections += 1 }
+            state.withLock {
+                $0.connections += 1
+                $0.open += 1
+                $0.peakOpen = max($0.peakOpen, $0.open)
+            }
             group.enter()
             let thread = Thread { [self] in
                 if let greeting { writeAll(conn, greeting) } else { serve(conn, handler: handler) }
                 close(conn)
+                state.withLock { $0.open -= 1 }
                 group.leave()
             }
             thread.start()
@@ -131,14 +148,36 @@ public final class LoopbackServer: Sendable {
                 writeAll(conn, bytes)
                 if close { return }
             case .silence:
+                holdOpen(conn)
+                return
+            case .stall(let bytes):
+                writeAll(conn, bytes)
+                holdOpen(conn)
+                return
+            case .trickle(let bytes, let interval, let byte):
+                writeAll(conn, bytes)
+                let milliseconds = Int32(max(1, interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000))
                 while !stopping.load(ordering: .acquiring) {
-                    var scratch = [UInt8](repeating: 0, count: 512)
-                    if waitReadable(conn) && read(conn, &scratch, 512) <= 0 { return }
+                    var p = pollfd(fd: conn, events: Int16(POLLIN), revents: 0)
+                    if poll(&p, 1, milliseconds) > 0 {
+                        var scratch = [UInt8](repeating: 0, count: 512)
+                        if read(conn, &scratch, 512) <= 0 { return }
+                    }
+                    if send(conn, [byte], 1, Int32(MSG_NOSIGNAL)) <= 0 { return }
                 }
                 return
             case .hangUp:
                 return
             }
+        }
+    }
+
+    /// Keeps a connection open, discarding what the client sends, until the client closes it or
+    /// the server stops.
+    private func holdOpen(_ conn: Int32) {
+        while !stopping.load(ordering: .acquiring) {
+            var scratch = [UInt8](repeating: 0, count: 512)
+            if waitReadable(conn) && read(conn, &scratch, 512) <= 0 { return }
         }
     }
 
@@ -209,5 +248,11 @@ public enum Canned {
     /// An HTTP/1.0-style answer whose body ends when the connection closes (no Content-Length).
     public static func closeDelimited(_ body: [UInt8], status: Int = 200) -> [UInt8] {
         Array("HTTP/1.0 \(status) OK\r\nContent-Type: application/json\r\n\r\n".utf8) + body
+    }
+
+    /// A chunked answer whose last chunk never comes.
+    public static func unfinishedChunks(_ body: [UInt8], status: Int = 200) -> [UInt8] {
+        Array("HTTP/1.1 \(status) OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+            + Array(String(body.count, radix: 16).utf8) + [0x0D, 0x0A] + body + [0x0D, 0x0A]
     }
 }

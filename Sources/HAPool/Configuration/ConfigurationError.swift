@@ -1,6 +1,6 @@
 /// A configuration problem: a variable missing or malformed, a placeholder password, an unreadable
 /// `.env` or YAML file. The message names the variable or key and the value's *shape*, never a
-/// password.
+/// password, and says what to do; a value from a file carries the file, line and column.
 public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Hashable {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let raw: String
@@ -16,17 +16,47 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Hash
     }
 
     public var code: Code
-    /// The variable or key concerned, e.g. `PATRONI_PORT` or `memory.postgresql.patroni.apiPort`.
+    /// The variable or key concerned, e.g. `PATRONI_PORT` or `memory.postgresql.patroni.apiPort`
+    /// (empty for a syntax error that belongs to no key).
     public var key: String
+    /// What is wrong and what to do, e.g. `expected a whole number in 1…65535, got "eighty"`.
     public var message: String
+    /// The `.env` or YAML file the value came from; nil for the process environment.
+    public var file: String?
+    /// 1-based line and column in `file`, when known.
+    public var line: Int?
+    public var column: Int?
 
-    public init(_ code: Code, key: String, _ message: String) {
+    public init(_ code: Code, key: String, _ message: String, file: String? = nil, line: Int? = nil, column: Int? = nil) {
         self.code = code
         self.key = key
         self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
     }
 
-    public var description: String { "\(key): \(message)" }
+    /// `app.env:12:15: PATRONI_PORT: expected a whole number in 1…65535, got "eighty"`; without a
+    /// file, `PATRONI_PORT: …`.
+    public var description: String {
+        var place = file ?? ""
+        if file != nil, let line {
+            place += ":\(line)"
+            if let column { place += ":\(column)" }
+        }
+        let subject = [place, key].filter { !$0.isEmpty }.joined(separator: ": ")
+        return subject.isEmpty ? message : "\(subject): \(message)"
+    }
+
+    /// The same error, placed in `file` (keeps a place already set).
+    func located(file: String?, line: Int?, column: Int?) -> ConfigurationError {
+        guard self.file == nil else { return self }
+        var copy = self
+        copy.file = file
+        copy.line = line
+        copy.column = column
+        return copy
+    }
 }
 
 /// Recognises placeholder passwords that must never reach a server.

@@ -1,4 +1,6 @@
 import Foundation
+import HAPool
+import PlainText
 import Yams
 
 /// A playbook read from disk, with the checksum of its bytes (the state file records it so a
@@ -21,20 +23,33 @@ public struct LoadedPlaybook: Hashable, Sendable {
 ///
 /// The YAML is composed into nodes with `Yams.compose`, so every problem names its line, column and
 /// key: `playbooks/x.yml:12:5: target.api_hosts: expected a list of host[:port], got a number`.
-/// All problems are collected, not just the first. Unknown keys are errors, with a "did you mean"
-/// when a known key is close. A credential field must be exactly `${ENV_VAR}`; a literal password
-/// is an error (and the error never repeats it).
+/// All problems are collected, not just the first, and each says what to write instead. Unknown
+/// keys are errors, with a "did you mean" when a known key is close. A credential field must be
+/// exactly `${ENV_VAR}`; a literal password is an error (and the error never repeats it). Values
+/// quoted in messages are shortened and their control characters escaped; a value holding a
+/// control or invisible character (a NUL, a bidirectional override) is refused.
 public enum PlaybookParser {
     /// Reads, checksums and validates the playbook at `path`.
     public static func load(path: String) throws(MigrationError) -> LoadedPlaybook {
         guard let snapshot = try FileIO.read(path) else {
             throw MigrationError(.playbookInvalid, "playbook \(path) does not exist", path: path)
         }
-        guard let text = String(data: snapshot.contents, encoding: .utf8) else {
-            throw MigrationError(.playbookInvalid, "playbook \(path) is not UTF-8 text", path: path)
-        }
-        let playbook = try parse(text, file: path)
+        let playbook = try parse(bytes: Array(snapshot.contents), file: path)
         return LoadedPlaybook(playbook: playbook, path: path, sha256: try SHA256.hex(snapshot.contents))
+    }
+
+    /// Validates playbook bytes: UTF-8 (a leading byte order mark is allowed), then `parse`.
+    static func parse(bytes: [UInt8], file: String) throws(MigrationError) -> Playbook {
+        switch UTF8Text.decode(bytes) {
+        case .success(let text):
+            return try parse(text, file: file)
+        case .failure(let invalid):
+            let issue = MigrationError.Issue(
+                file: file, line: invalid.line, column: invalid.column, key: "",
+                message: "\(invalid): save the file as UTF-8"
+            )
+            throw MigrationError(.playbookInvalid, "playbook \(file) is not UTF-8 text", path: file, issues: [issue])
+        }
     }
 
     /// Validates playbook text; `file` is used in messages only.
@@ -43,7 +58,7 @@ public enum PlaybookParser {
         do {
             root = try Yams.compose(yaml: text)
         } catch {
-            throw MigrationError(.playbookInvalid, "playbook \(file) is not valid YAML", path: file, issues: [yamlIssue(error, file: file)])
+            throw MigrationError(.playbookInvalid, "playbook \(file) is not valid YAML", path: file, issues: [yamlIssue(error, file: file, text: text)])
         }
         let reader = PlaybookReader(file: file)
         let playbook = reader.playbook(root)
@@ -57,25 +72,9 @@ public enum PlaybookParser {
         return playbook
     }
 
-    static func yamlIssue(_ error: any Error, file: String) -> MigrationError.Issue {
-        guard let yamlError = error as? YamlError else {
-            return .init(file: file, line: nil, column: nil, key: "", message: "cannot parse: \(error)")
-        }
-        switch yamlError {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-             .composer(let context, let problem, let mark, _):
-            let detail = context.map { " (\($0.text))" } ?? ""
-            return .init(file: file, line: mark.line, column: mark.column, key: "", message: problem + detail)
-        case .duplicatedKeysInMapping(let duplicates, let context):
-            return .init(
-                file: file, line: context.mark.line, column: context.mark.column,
-                key: duplicates.first ?? "", message: "duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", "))"
-            )
-        case .reader(let problem, _, _, _):
-            return .init(file: file, line: nil, column: nil, key: "", message: "cannot read: \(problem)")
-        default:
-            return .init(file: file, line: nil, column: nil, key: "", message: "cannot parse: \(yamlError)")
-        }
+    static func yamlIssue(_ error: any Error, file: String, text: String) -> MigrationError.Issue {
+        let diagnosis = YAMLDiagnosis(error, text: text)
+        return .init(file: file, line: diagnosis.line, column: diagnosis.column, key: diagnosis.key, message: diagnosis.message)
     }
 }
 
@@ -93,7 +92,10 @@ final class PlaybookReader {
 
     func playbook(_ root: Node?) -> Playbook? {
         guard let root else {
-            issue(nil, "", "the playbook is empty")
+            issues.append(.init(
+                file: file, line: 1, column: 1, key: "",
+                message: "the playbook is empty: write at least version, name, source and target (docs/PLAYBOOKS.md)"
+            ))
             return nil
         }
         guard let top = mapping(root, path: "", allowed: [
@@ -102,7 +104,7 @@ final class PlaybookReader {
 
         let version = int(top, "version", range: 1...Int.max)
         if let version, version > Playbook.currentVersion {
-            issue(top["version"], "version", "this pgha reads playbook version \(Playbook.currentVersion); got \(version) (written for a newer pgha?)")
+            issue(top["version"], "version", "this pgha reads playbook version \(Playbook.currentVersion); got \(version): use the newer pgha it was written for, or write version: \(Playbook.currentVersion)")
         }
         let name = string(top, "name")
         let source = self.source(top["source"])
@@ -116,8 +118,14 @@ final class PlaybookReader {
         let onFailure: Playbook.OnFailure = choice(top, "on_failure", Playbook.OnFailure.allCases.map(\.rawValue)).flatMap(Playbook.OnFailure.init(rawValue:)) ?? .stop
 
         if let target, let thresholds, thresholds.minMembers > target.apiHosts.count, !target.apiHosts.isEmpty {
-            issue(top["thresholds"]?["min_members"], "thresholds.min_members",
-                  "requires \(thresholds.minMembers) members but target.api_hosts lists \(target.apiHosts.count)")
+            // Without thresholds.min_members the default applies: point at api_hosts instead.
+            if let written = top["thresholds"]?["min_members"] {
+                issue(written, "thresholds.min_members",
+                      "requires \(thresholds.minMembers) members but target.api_hosts lists \(target.apiHosts.count): list every member's API in target.api_hosts, or lower min_members")
+            } else {
+                issue(top["target"]?["api_hosts"], "target.api_hosts",
+                      "lists \(target.apiHosts.count) members but thresholds.min_members is \(thresholds.minMembers) by default: list every member's API here, or set a lower thresholds.min_members")
+            }
         }
         guard let version, let name, let source, let target, let extensions, let thresholds, let application,
               let haproxy, let outputs, let sync else { return nil }
@@ -164,12 +172,12 @@ final class PlaybookReader {
         } else if let members, !members.isEmpty {
             apiHosts = members.map { Playbook.HostPort(host: $0.host, port: $0.apiPort) }
         } else {
-            if members != nil { issue(m.node, "target", "missing required key 'api_hosts' (or 'members')") }
+            if members != nil { issue(m.node, "target", "missing required key 'api_hosts': add api_hosts: (or members:) under target (docs/PLAYBOOKS.md)") }
             apiHosts = nil
         }
         if let members, let apiHosts, !members.isEmpty, m["api_hosts"] != nil,
            Set(members.map { Playbook.HostPort(host: $0.host, port: $0.apiPort) }) != Set(apiHosts) {
-            issue(m["api_hosts"], "target.api_hosts", "lists other hosts than target.members (leave api_hosts out to use the members' addresses)")
+            issue(m["api_hosts"], "target.api_hosts", "lists other hosts than target.members: remove api_hosts to use the members' addresses")
         }
         let replicationUser = optionalString(m, "replication_user") ?? "replicator"
         let dcs = self.dcsTimings(m["patroni_dcs"])
@@ -223,9 +231,9 @@ final class PlaybookReader {
             for (i, item) in items.enumerated() {
                 guard let name = scalarString(item, path: "extensions.required[\(i)]", what: "an extension name") else { continue }
                 if !isExtensionName(name) {
-                    issue(item, "extensions.required[\(i)]", "\"\(name)\" is not an extension name (letters, digits, _ and -)")
+                    issue(item, "extensions.required[\(i)]", "expected an extension name (letters, digits, _ and -), got \(UTF8Text.quoted(name))")
                 } else if required.contains(name) {
-                    issue(item, "extensions.required[\(i)]", "\"\(name)\" is listed twice")
+                    issue(item, "extensions.required[\(i)]", "\(UTF8Text.quoted(name)) is listed twice: remove this one")
                 } else {
                     required.append(name)
                 }
@@ -240,8 +248,10 @@ final class PlaybookReader {
             for (key, value) in vm {
                 let name = key.string ?? ""
                 guard let version = scalarString(value, path: "extensions.min_versions.\(name)", what: "a version such as \"2.0\"") else { continue }
-                if !required.contains(name) {
-                    issue(key, "extensions.min_versions.\(name)", "is not listed in extensions.required")
+                if !isExtensionName(name) {
+                    issue(key, "extensions.min_versions.\(name)", "expected an extension name (letters, digits, _ and -) as the key, got \(UTF8Text.quoted(name))")
+                } else if !required.contains(name) {
+                    issue(key, "extensions.min_versions.\(name)", "is not listed in extensions.required: add it there, or remove it here")
                 }
                 minVersions[name] = version
             }
@@ -280,7 +290,7 @@ final class PlaybookReader {
             sharedMaxConnections: int(m, "shared_max_connections", range: 1...10_000) ?? d.sharedMaxConnections
         )
         if app.minConnections > app.maxConnections {
-            issue(m["min_connections"], "application.min_connections", "is larger than application.max_connections (\(app.minConnections) > \(app.maxConnections))")
+            issue(m["min_connections"], "application.min_connections", "is larger than application.max_connections (\(app.minConnections) > \(app.maxConnections)): lower min_connections or raise max_connections")
         }
         return app
     }
@@ -296,7 +306,7 @@ final class PlaybookReader {
             statsPort: int(m, "stats_port", range: 0...65535) ?? d.statsPort
         )
         if h.primaryPort == h.replicaPort || (h.statsPort != 0 && (h.statsPort == h.primaryPort || h.statsPort == h.replicaPort)) {
-            issue(m.node, "haproxy", "primary_port, replica_port and stats_port must differ")
+            issue(m.node, "haproxy", "primary_port, replica_port and stats_port must differ: choose three different ports (stats_port 0 turns the stats page off)")
         }
         return h
     }
@@ -315,7 +325,7 @@ final class PlaybookReader {
         )
         let all = [o.envFile, o.envSingleNodeFile, o.configYAML, o.haproxyCfg, o.patroniYML]
         for (i, key) in keys.enumerated() where all[..<i].contains(all[i]) {
-            issue(m[key] ?? m.node, "outputs.\(key)", "\"\(all[i])\" is already used by another output")
+            issue(m[key] ?? m.node, "outputs.\(key)", "\(UTF8Text.quoted(all[i])) is already used by another output: choose a file of its own")
         }
         return o
     }
@@ -335,7 +345,11 @@ final class PlaybookReader {
 
     func mapping(_ node: Node?, path: String, allowed: [String], required: [String]) -> Fields? {
         guard let node else {
-            issue(nil, path, "is missing")
+            // A required section that is absent was reported, with its place, by its parent.
+            let name = path.split(separator: ".").last.map(String.init) ?? path
+            if !issues.contains(where: { $0.message.hasPrefix("missing required key '\(name)'") }) {
+                issue(nil, path, "is missing: add it (docs/PLAYBOOKS.md)")
+            }
             return nil
         }
         guard let mapping = node.mapping else {
@@ -345,7 +359,7 @@ final class PlaybookReader {
         let fields = Fields(node: node, path: path, mapping: mapping)
         for key in mapping.keys {
             guard let name = key.string, key.scalar != nil else {
-                issue(key, path, "keys must be plain names, got \(kind(of: key))")
+                issue(key, path, "keys must be plain names, got \(kind(of: key)): write the key as a word")
                 continue
             }
             if !allowed.contains(name) {
@@ -355,7 +369,7 @@ final class PlaybookReader {
             }
         }
         for key in required where mapping[key] == nil {
-            issue(node, path, "missing required key '\(key)'")
+            issue(node, path, "missing required key '\(key)': add \(key): under \(path.isEmpty ? "the top level" : path) (docs/PLAYBOOKS.md)")
         }
         return fields
     }
@@ -379,6 +393,10 @@ final class PlaybookReader {
             issue(node, path, "expected \(what), got an empty string")
             return nil
         }
+        if let hidden = UTF8Text.firstHiddenCharacter(in: text) {
+            issue(node, path, "the value contains the control or invisible character \(hidden): remove it (an editor may not show it)")
+            return nil
+        }
         return text
     }
 
@@ -398,7 +416,11 @@ final class PlaybookReader {
     func identifier(_ m: Fields, _ key: String) -> String? {
         guard let value = string(m, key) else { return nil }
         guard !value.contains(where: { $0.isWhitespace || $0 == "/" || $0 == "\"" || $0 == "'" }) else {
-            issue(m[key], m.keyPath(key), "\"\(value)\" is not a valid database name")
+            issue(m[key], m.keyPath(key), "expected a database name without spaces, slashes or quotes, got \(UTF8Text.quoted(value))")
+            return nil
+        }
+        guard value.utf8.count <= 63 else {
+            issue(m[key], m.keyPath(key), "expected a database name of at most 63 bytes (PostgreSQL's limit), got \(value.utf8.count) bytes")
             return nil
         }
         return value
@@ -407,7 +429,7 @@ final class PlaybookReader {
     func path(_ m: Fields, _ key: String) -> String? {
         guard m[key] != nil, let value = string(m, key) else { return nil }
         if value.hasSuffix("/") {
-            issue(m[key], m.keyPath(key), "expected a file path, got a directory (\"\(value)\")")
+            issue(m[key], m.keyPath(key), "expected a file path, got a directory (\(UTF8Text.quoted(value)))")
             return nil
         }
         return value
@@ -416,7 +438,7 @@ final class PlaybookReader {
     func hostName(_ m: Fields, _ key: String) -> String? {
         guard let value = string(m, key) else { return nil }
         guard Self.isHostName(value) else {
-            issue(m[key], m.keyPath(key), "\"\(value)\" is not a host name or address")
+            issue(m[key], m.keyPath(key), "expected a host name or an IP address (no spaces, /, @, ?, # or quotes), got \(UTF8Text.quoted(value))")
             return nil
         }
         return value
@@ -425,7 +447,7 @@ final class PlaybookReader {
     func int(_ m: Fields, _ key: String, range: ClosedRange<Int>) -> Int? {
         guard let node = m[key] else { return nil }
         guard let scalar = node.scalar, let value = Int(scalar.string.trimmingCharacters(in: .whitespaces)) else {
-            issue(node, m.keyPath(key), "expected a whole number, got \(kind(of: node))")
+            issue(node, m.keyPath(key), "expected a whole number, got \(describe(node))")
             return nil
         }
         guard range.contains(value) else {
@@ -439,7 +461,7 @@ final class PlaybookReader {
     func choice(_ m: Fields, _ key: String, _ values: [String]) -> String? {
         guard let node = m[key] else { return nil }
         guard let text = node.scalar?.string, node.null == nil, values.contains(text) else {
-            let got = node.scalar.map { "\"\($0.string)\"" } ?? kind(of: node)
+            let got = node.scalar.map { UTF8Text.quoted($0.string) } ?? kind(of: node)
             issue(node, m.keyPath(key), "expected one of \(values.joined(separator: ", ")), got \(got)")
             return nil
         }
@@ -517,7 +539,7 @@ final class PlaybookReader {
                 continue
             }
             if result.contains(hp) {
-                issue(item, "\(path)[\(i)]", "\(hp) is listed twice")
+                issue(item, "\(path)[\(i)]", "\(hp) is listed twice: remove this one")
                 valid = false
             }
             result.append(hp)
@@ -529,7 +551,7 @@ final class PlaybookReader {
 
     func issue(_ node: Node?, _ key: String, _ message: String) {
         let mark = node?.mark
-        issues.append(.init(file: file, line: mark?.line, column: mark?.column, key: key, message: message))
+        issues.append(.init(file: file, line: mark?.line, column: mark?.column, key: UTF8Text.escaped(key), message: message))
     }
 
     func kind(of node: Node) -> String {
@@ -549,8 +571,8 @@ final class PlaybookReader {
 
     /// The node's kind, and for a short scalar its text.
     func describe(_ node: Node) -> String {
-        if let scalar = node.scalar, node.null == nil, scalar.string.count <= 40 {
-            return "\(kind(of: node)) (\"\(scalar.string)\")"
+        if let scalar = node.scalar, node.null == nil {
+            return "\(kind(of: node)) (\(UTF8Text.quoted(scalar.string, limit: 40)))"
         }
         return kind(of: node)
     }
@@ -560,7 +582,8 @@ final class PlaybookReader {
     }
 
     static func isHostName(_ text: String) -> Bool {
-        !text.isEmpty && text != "*" ? !text.contains(where: { $0.isWhitespace || "/@?#\"'".contains($0) }) : text == "*"
+        guard text.utf8.count <= 253, !text.unicodeScalars.contains(where: UTF8Text.isHidden) else { return false }
+        return !text.isEmpty && text != "*" ? !text.contains(where: { $0.isWhitespace || "/@?#\"'".contains($0) }) : text == "*"
     }
 
     static func parseHostPort(_ raw: String, defaultPort: Int) -> Playbook.HostPort? {

@@ -17,11 +17,11 @@ extension PlaybookReader {
                 continue
             }
             if !Self.isMemberName(name) {
-                issue(m["name"], "target.members[\(i)].name", "\"\(name)\" is not a valid Patroni member name (letters, digits, ., _ and -)")
+                issue(m["name"], "target.members[\(i)].name", "\"\(name)\" is not a valid Patroni member name: use letters, digits, ., _ and -")
                 valid = false
             }
             if members.contains(where: { $0.name == name }) {
-                issue(m["name"], "target.members[\(i)].name", "\"\(name)\" is listed twice (member names must be unique)")
+                issue(m["name"], "target.members[\(i)].name", "\"\(name)\" is listed twice: member names must be unique, rename one")
                 valid = false
             }
             members.append(Playbook.Member(name: name, host: host, apiPort: int(m, "api_port", range: 1...65535) ?? apiPort))
@@ -46,7 +46,7 @@ extension PlaybookReader {
         if m["slot"] != nil {
             guard let name = string(m, "slot") else { return nil }
             guard Self.isSlotName(name) else {
-                issue(m["slot"], "sync.slot", "\"\(name)\" is not a replication slot name (lower-case letters, digits and _, at most 63)")
+                issue(m["slot"], "sync.slot", "\"\(name)\" is not a replication slot name: use lower-case letters, digits and _ (at most 63)")
                 return nil
             }
             slot = name
@@ -74,7 +74,7 @@ extension PlaybookReader {
             ttl: int(m, "ttl", range: 20...3600) ?? d.ttl, loopWait: int(m, "loop_wait", range: 1...3600) ?? d.loopWait,
             retryTimeout: int(m, "retry_timeout", range: 3...3600) ?? d.retryTimeout)
         if t.loopWait + 2 * t.retryTimeout > t.ttl {
-            issue(m.node, "target.patroni_dcs", "Patroni needs loop_wait + 2 * retry_timeout <= ttl (got \(t.loopWait) + 2 * \(t.retryTimeout) > \(t.ttl))")
+            issue(m.node, "target.patroni_dcs", "Patroni needs loop_wait + 2 * retry_timeout <= ttl (got \(t.loopWait) + 2 * \(t.retryTimeout) > \(t.ttl)): raise ttl or lower the others")
             return nil
         }
         return t

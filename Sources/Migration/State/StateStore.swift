@@ -1,4 +1,5 @@
 public import Foundation
+import PlainText
 
 /// The state directory (`--state-dir`, default `.pgha/`): `state.json`, the `lock` file and
 /// `backups/<stage>/<n>-<name>`.
@@ -6,8 +7,9 @@ public import Foundation
 /// `save` writes atomically and durably (temporary file in the same directory, `fsync`, `rename`,
 /// directory `fsync`), after masking every known secret. `load` turns every way a file can be
 /// unreadable into a clear error: missing, empty, truncated or corrupt JSON (naming the byte offset,
-/// line and column), written by a newer pgha (naming its version and schema), or not matching the
-/// schema (naming the key path).
+/// line and column: bytes that are not UTF-8, a key written twice, nesting deeper than 512 levels),
+/// written by a newer pgha (naming its version and schema), or not matching the schema (naming the
+/// key path). Each says what to do.
 public struct StateStore: Sendable {
     /// The state directory.
     public let directory: String
@@ -88,37 +90,55 @@ public struct StateStore: Sendable {
         var toolVersion: String?
     }
 
-    /// Decodes state bytes; `path` is used in messages.
+    /// Decodes state bytes; `path` is used in messages. Every error names the file, the place
+    /// (byte offset, line and column, or the key path) and what to do.
     public static func decode(_ data: Data, path: String) throws(MigrationError) -> MigrationState {
         let advice = "Restore it from a backup, or move it aside to start over (then check the generated files by hand)."
         guard !data.isEmpty else {
             throw MigrationError(.stateCorrupt, "state file \(path) is empty (0 bytes), probably cut short by a crash or a full disk. \(advice)", path: path)
         }
+        // The syntax check runs first: it also refuses what Foundation would read by guessing
+        // (a key written twice, an unpaired surrogate).
+        if let failure = JSONSyntaxCheck.firstError(in: Array(data)) {
+            let truncated = failure.offset >= data.count ? " The file is \(data.count) bytes long and ends in the middle of the document: it was probably cut short." : ""
+            throw MigrationError(.stateCorrupt, "state file \(path) is not valid JSON at \(failure).\(truncated) \(advice)", path: path)
+        }
         let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        // As `.iso8601`, but a bad date names its key (Foundation's own error stops at the parent).
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            guard let date = ISO8601DateFormatter().date(from: text) else {
+                throw DecodingError.dataCorruptedError(
+                    in: container, debugDescription: "expected a date such as 2027-01-15T08:00:00Z, got \(UTF8Text.quoted(text, limit: 40))"
+                )
+            }
+            return date
+        }
         let header: Header
         do {
             header = try decoder.decode(Header.self, from: data)
-        } catch {
-            if let failure = JSONSyntaxCheck.firstError(in: Array(data)) {
-                let truncated = failure.offset >= data.count ? " The file is \(data.count) bytes long and ends in the middle of the document: it was probably cut short." : ""
-                throw MigrationError(.stateCorrupt, "state file \(path) is not valid JSON at \(failure).\(truncated) \(advice)", path: path)
+        } catch let error as DecodingError {
+            if case .typeMismatch(_, let context) = error, context.codingPath.isEmpty {
+                throw MigrationError(.stateCorrupt, "state file \(path) is not a pgha state file: the top level is not a JSON object with schemaVersion. \(advice)", path: path)
             }
-            throw MigrationError(.stateCorrupt, "state file \(path) is not a pgha state file (expected a JSON object with schemaVersion). \(advice)", path: path)
+            throw MigrationError(.stateCorrupt, "state file \(path) is not a pgha state file: \(describe(error)). \(advice)", path: path)
+        } catch {
+            throw MigrationError(.stateCorrupt, "state file \(path) cannot be read at the top level: \(UTF8Text.escaped("\(error)")). \(advice)", path: path)
         }
         guard let schema = header.schemaVersion else {
-            throw MigrationError(.stateCorrupt, "state file \(path) has no schemaVersion: it is not a pgha state file. \(advice)", path: path)
+            throw MigrationError(.stateCorrupt, "state file \(path) has no schemaVersion at the top level: it is not a pgha state file. \(advice)", path: path)
         }
         guard schema <= MigrationState.currentSchemaVersion else {
-            let writer = header.toolVersion.map { "pgha \($0)" } ?? "a newer pgha"
+            let writer = header.toolVersion.map { "pgha \(UTF8Text.escaped($0, limit: 40))" } ?? "a newer pgha"
             throw MigrationError(
                 .stateTooNew,
-                "state file \(path) was written by \(writer) with schema \(schema); this pgha reads schema \(MigrationState.currentSchemaVersion) or older. Use that pgha (or a newer one) to continue, resume or roll back.",
+                "state file \(path) was written by \(writer) with schema \(schema) (schemaVersion at the top level); this pgha reads schema \(MigrationState.currentSchemaVersion) or older. Use that pgha (or a newer one) to continue, resume or roll back.",
                 path: path
             )
         }
         guard schema >= 1 else {
-            throw MigrationError(.stateCorrupt, "state file \(path) has an invalid schemaVersion \(schema). \(advice)", path: path)
+            throw MigrationError(.stateCorrupt, "state file \(path) has an invalid schemaVersion \(schema) at the top level. \(advice)", path: path)
         }
         do {
             decoder.userInfo[StepUndo.schemaVersionKey] = schema
@@ -130,7 +150,7 @@ public struct StateStore: Sendable {
         } catch let error as DecodingError {
             throw MigrationError(.stateCorrupt, "state file \(path) does not match schema \(schema): \(describe(error)). \(advice)", path: path)
         } catch {
-            throw MigrationError(.stateCorrupt, "state file \(path) cannot be read: \(error). \(advice)", path: path)
+            throw MigrationError(.stateCorrupt, "state file \(path) cannot be read at the top level: \(UTF8Text.escaped("\(error)")). \(advice)", path: path)
         }
     }
 
@@ -140,18 +160,30 @@ public struct StateStore: Sendable {
             for key in path {
                 if let index = key.intValue { out += "[\(index)]" } else { out += out.isEmpty ? key.stringValue : "." + key.stringValue }
             }
-            return out.isEmpty ? "the top level" : out
+            return out.isEmpty ? "the top level" : UTF8Text.escaped(out, limit: 120)
+        }
+        func name(_ type: Any.Type) -> String {
+            switch type {
+            case is String.Type: return "a string"
+            case is Int.Type, is Int64.Type, is UInt32.Type: return "a whole number"
+            case is Double.Type: return "a number"
+            case is Bool.Type: return "true or false"
+            case is [String: Any].Type: return "an object"
+            case is [Any].Type: return "a list"
+            default: return "\(type)"
+            }
         }
         switch error {
         case .keyNotFound(let key, let context):
             let parent = keyPath(context.codingPath)
-            return "missing key \"\(key.stringValue)\"" + (context.codingPath.isEmpty ? "" : " in \(parent)")
+            return "missing key \"\(key.stringValue)\"" + (context.codingPath.isEmpty ? " at the top level" : " in \(parent)")
         case .typeMismatch(let type, let context):
-            return "\(keyPath(context.codingPath)): expected \(type)"
+            return "\(keyPath(context.codingPath)): expected \(name(type))"
         case .valueNotFound(let type, let context):
-            return "\(keyPath(context.codingPath)): expected \(type), found null"
+            return "\(keyPath(context.codingPath)): expected \(name(type)), found null"
         case .dataCorrupted(let context):
-            return "\(keyPath(context.codingPath)): \(context.debugDescription)"
+            // The description may quote the file's value: shortened, control characters escaped.
+            return "\(keyPath(context.codingPath)): \(UTF8Text.escaped(context.debugDescription, limit: 160))"
         @unknown default:
             return "\(error)"
         }

@@ -1,8 +1,14 @@
+import PlainText
+
 /// Finds where a JSON document stops being valid, to turn Foundation's bare "not valid JSON" into
 /// "byte 1234 (line 40, column 7): unexpected end of data".
 ///
-/// A small recursive-descent scanner (RFC 8259 grammar, no value construction). It is only run on
-/// a state file that failed to decode, so clarity beats speed.
+/// A small recursive-descent scanner (RFC 8259 grammar, no value construction). Stricter than
+/// Foundation where Foundation would guess: a key that appears twice in one object (Foundation
+/// keeps one value silently), bytes that are not UTF-8, an unpaired surrogate escape, a number
+/// too large for a Double or a whole number beyond 64 bits (Foundation then reports only "not
+/// valid JSON"). A leading byte order mark is allowed, as Foundation allows it. It runs
+/// before every state file is decoded (a state file is kilobytes), so clarity beats speed.
 struct JSONSyntaxCheck {
     /// Where and why a document is invalid.
     struct Failure: Hashable, CustomStringConvertible {
@@ -17,6 +23,7 @@ struct JSONSyntaxCheck {
     /// nil when `bytes` is one valid JSON value (surrounded by optional whitespace).
     static func firstError(in bytes: [UInt8]) -> Failure? {
         var scanner = JSONSyntaxCheck(bytes: bytes)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { scanner.index = 3 }
         do throws(Stop) {
             scanner.skipWhitespace()
             try scanner.value(depth: 0)
@@ -35,14 +42,18 @@ struct JSONSyntaxCheck {
 
     private init(bytes: [UInt8]) { self.bytes = bytes }
 
-    private func fail(_ problem: String) -> Stop {
-        var line = 1
-        var column = 1
-        for byte in bytes[0..<min(index, bytes.count)] {
-            if byte == UInt8(ascii: "\n") { line += 1; column = 1 } else if byte & 0xC0 != 0x80 { column += 1 }
+    private func fail(_ problem: String, at offset: Int? = nil) -> Stop {
+        let offset = offset ?? index
+        let (line, column) = UTF8Text.position(ofOffset: offset, in: bytes)
+        var what = offset >= bytes.count ? "unexpected end of data (" + problem + ")" : problem
+        if offset < bytes.count, bytes[offset] >= 0x80, !problem.contains("not UTF-8") {
+            var iterator = bytes[offset...].makeIterator()
+            var parser = Unicode.UTF8.ForwardParser()
+            if case .error = parser.parseScalar(from: &iterator) {
+                what = "byte 0x\(String(bytes[offset], radix: 16, uppercase: true)) is not UTF-8 (\(problem))"
+            }
         }
-        let what = index >= bytes.count ? "unexpected end of data (" + problem + ")" : problem
-        return Stop(failure: Failure(offset: index, line: line, column: column, problem: what))
+        return Stop(failure: Failure(offset: offset, line: line, column: column, problem: what))
     }
 
     private mutating func skipWhitespace() {
@@ -68,18 +79,40 @@ struct JSONSyntaxCheck {
         case UInt8(ascii: "n"): try literal("null")
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): try number()
         case 0: throw fail("NUL byte (the file was probably zero-filled by a crash)")
-        default: throw fail("unexpected character '\(Character(UnicodeScalar(byte)))'")
+        default: throw fail(Self.unexpected(byte, at: index, in: bytes))
         }
+    }
+
+    /// What an unexpected byte is, for a message (never the raw byte: it may be a control character).
+    static func unexpected(_ byte: UInt8, at offset: Int, in bytes: [UInt8]) -> String {
+        if bytes[offset...].starts(with: [0xEF, 0xBB, 0xBF]) { return "unexpected byte order mark (U+FEFF)" }
+        if byte < 0x20 || byte == 0x7F { return "unexpected control character \(UTF8Text.codePoint(Unicode.Scalar(byte)))" }
+        if byte >= 0x80 {
+            var iterator = bytes[offset...].makeIterator()
+            var parser = Unicode.UTF8.ForwardParser()
+            if case .valid(let encoded) = parser.parseScalar(from: &iterator) {
+                return "unexpected character \(UTF8Text.quoted(String(decoding: encoded, as: UTF8.self)))"
+            }
+            return "unexpected byte 0x\(String(byte, radix: 16, uppercase: true))"
+        }
+        return "unexpected character '\(Character(Unicode.Scalar(byte)))'"
     }
 
     private mutating func object(depth: Int) throws(Stop) {
         index += 1
         skipWhitespace()
         if peek() == UInt8(ascii: "}") { index += 1; return }
+        var keys: Set<ArraySlice<UInt8>> = []
         while true {
             skipWhitespace()
             guard peek() == UInt8(ascii: "\"") else { throw fail("expected a key in double quotes") }
+            let keyStart = index
             try string()
+            let key = bytes[(keyStart + 1)..<(index - 1)]
+            guard keys.insert(key).inserted else {
+                let name = UTF8Text.escaped(String(decoding: key, as: UTF8.self), limit: 60)
+                throw fail("the key \"\(name)\" appears twice in this object (which value counts would be a guess)", at: keyStart)
+            }
             skipWhitespace()
             try expect(UInt8(ascii: ":"), "':' after a key")
             skipWhitespace()
@@ -116,22 +149,52 @@ struct JSONSyntaxCheck {
                 index += 1
                 guard let escaped = peek() else { throw fail("unterminated escape in a string") }
                 if escaped == UInt8(ascii: "u") {
+                    let escapeStart = index - 1
                     index += 1
-                    for _ in 0..<4 {
-                        guard let hex = peek(), hex.isHexDigit else { throw fail("expected four hex digits after \\u") }
-                        index += 1
+                    let unit = try hexUnit()
+                    if (0xDC00...0xDFFF).contains(unit) {
+                        throw fail("unpaired surrogate \\u\(String(unit, radix: 16, uppercase: true)) in a string", at: escapeStart)
+                    }
+                    if (0xD800...0xDBFF).contains(unit) {
+                        let low: UInt16?
+                        if peek() == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u") {
+                            index += 2
+                            low = try hexUnit()
+                        } else {
+                            low = nil
+                        }
+                        guard let low, (0xDC00...0xDFFF).contains(low) else {
+                            throw fail("unpaired surrogate \\u\(String(unit, radix: 16, uppercase: true)) in a string", at: escapeStart)
+                        }
                     }
                 } else {
                     guard "\"\\/bfnrt".utf8.contains(escaped) else { throw fail("invalid escape in a string") }
                     index += 1
                 }
             case 0..<0x20:
-                throw fail("control character inside a string")
+                throw fail("control character \(UTF8Text.codePoint(Unicode.Scalar(byte))) inside a string (write it as an escape such as \\n)")
+            case 0x80...:
+                var iterator = bytes[index...].makeIterator()
+                var parser = Unicode.UTF8.ForwardParser()
+                guard case .valid(let encoded) = parser.parseScalar(from: &iterator) else {
+                    throw fail("byte 0x\(String(byte, radix: 16, uppercase: true)) is not UTF-8")
+                }
+                index += encoded.count
             default:
                 index += 1
             }
         }
         throw fail("unterminated string")
+    }
+
+    private mutating func hexUnit() throws(Stop) -> UInt16 {
+        var unit: UInt16 = 0
+        for _ in 0..<4 {
+            guard let hex = peek(), hex.isHexDigit else { throw fail("expected four hex digits after \\u") }
+            unit = unit << 4 | UInt16(hex.hexValue)
+            index += 1
+        }
+        return unit
     }
 
     private mutating func literal(_ word: String) throws(Stop) {
@@ -142,6 +205,7 @@ struct JSONSyntaxCheck {
     }
 
     private mutating func number() throws(Stop) {
+        let start = index
         if peek() == UInt8(ascii: "-") { index += 1 }
         guard let first = peek(), first.isDigit else { throw fail("expected a digit") }
         index += 1
@@ -157,6 +221,15 @@ struct JSONSyntaxCheck {
             guard peek()?.isDigit == true else { throw fail("expected a digit in the exponent") }
             while peek()?.isDigit == true { index += 1 }
         }
+        let text = String(decoding: bytes[start..<index], as: UTF8.self)
+        guard let value = Double(text), value.isFinite else {
+            throw fail("the number \(text.prefix(40)) is out of range", at: start)
+        }
+        // Foundation cannot read a whole number beyond 64 bits into any integer field, and says
+        // only "not valid JSON"; every whole number pgha writes fits.
+        if !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), Int64(text) == nil {
+            throw fail("the whole number \(text.prefix(40)) does not fit in 64 bits", at: start)
+        }
     }
 }
 
@@ -164,5 +237,8 @@ private extension UInt8 {
     var isDigit: Bool { self >= UInt8(ascii: "0") && self <= UInt8(ascii: "9") }
     var isHexDigit: Bool {
         isDigit || (self >= UInt8(ascii: "a") && self <= UInt8(ascii: "f")) || (self >= UInt8(ascii: "A") && self <= UInt8(ascii: "F"))
+    }
+    var hexValue: UInt8 {
+        isDigit ? self - UInt8(ascii: "0") : (self | 0x20) - UInt8(ascii: "a") + 10
     }
 }
