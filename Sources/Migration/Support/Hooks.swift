@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Runs a playbook's command hook (`sync.start_cluster`, `cutover.switch_application`, …) with
-/// `/bin/sh -c`, bounded in time, in a process group of its own (a timeout or an interrupt stops
+/// `/bin/sh -c` (default signal actions restored), bounded in time, in a process group of its own (a timeout or an interrupt stops
 /// the whole group: SIGTERM, then SIGKILL after 5 s).
 ///
 /// The hook inherits pgha's environment plus `PGHA_BIN` (the running pgha), `PGHA_HOOK` (its
@@ -58,8 +58,11 @@ public struct HookRunner: Sendable {
     /// - Throws: `.stageFailed` (could not start, timed out), `.interrupted` (cancelled).
     public func run(_ command: String, key: String, timeout: Duration, clock: any MigrationClock) async throws(MigrationError) -> Result {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "exec 0</dev/null; " + command]
+        // pgha ignores SIGINT/SIGTERM while stages run (it handles them through dispatch sources),
+        // and a child inherits ignored signals — a shell cannot even trap them again. env(1) puts
+        // the default actions back before the shell starts, so stopping the hook works.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["--default-signal=HUP,INT,QUIT,TERM,PIPE", "/bin/sh", "-c", "exec 0</dev/null; " + command]
         process.environment = environment
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -76,9 +79,9 @@ public struct HookRunner: Sendable {
             pipe.fileHandleForReading.readabilityHandler = nil
             throw MigrationError(.stageFailed, "\(key): cannot start /bin/sh: \(error)")
         }
+        // Foundation starts the child as the leader of a process group of its own, so that
+        // stopping it (kill(-pid)) stops whatever it started.
         let pid = process.processIdentifier
-        // Its own process group, so that stopping it stops whatever it started.
-        setpgid(pid, pid)
 
         var outcome: MigrationError?
         let deadline = clock.now().addingTimeInterval(timeout.asSeconds)
