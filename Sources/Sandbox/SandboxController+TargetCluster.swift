@@ -28,13 +28,16 @@ extension SandboxController {
     /// Starts every target member from `patroniYML` and waits until each REST API answers (not for
     /// the copy: the migration's sync stage watches that). When none runs, every data directory and
     /// the scope's keys in etcd are removed first: a standby cluster must start empty and new. When
-    /// all run with this very file, nothing happens.
+    /// some run with this very file, only the others are started (as they are); when all do,
+    /// nothing happens.
     ///
     /// - Throws: `.notSetUp` when the single node or etcd is not up (`pgha sandbox up` first),
     ///   `.invalidConfiguration` for an unreadable file or members running with another file,
     ///   `.startFailed`, `.timeout`.
+    /// - Parameter only: start just these members (the others stay as they are; drills start a
+    ///   cluster in steps). Nil: all of them.
     public func startTargetCluster(
-        patroniYML: String, timeout: Duration = .seconds(60), progress: @escaping @Sendable (String) -> Void = { _ in }
+        patroniYML: String, only: [String]? = nil, timeout: Duration = .seconds(60), progress: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws -> TargetStartReport {
         let clock = ContinuousClock()
         let start = clock.now
@@ -53,26 +56,35 @@ extension SandboxController {
         guard let scope = Self.scope(inPatroniYAML: text) else {
             throw SandboxError(.invalidConfiguration, "\(patroniYML) names no `scope:`: it is not a patroni.yml rendered by pgha")
         }
+        if let only, let unknown = only.first(where: { name in !targetMembers.contains { $0.name == name } }) {
+            throw SandboxError(.invalidConfiguration, "no target member named \(unknown) (the members are \(targetMembers.map(\.name).joined(separator: ", ")))")
+        }
         let lock = try await FileLock.acquire(lockFile, timeout: timeout)
         defer { lock.unlock() }
+        let wanted = targetMembers.filter { only?.contains($0.name) ?? true }
 
         let running = targetMembers.filter { pidFile($0.name).livePID(marker: $0.configFile) != nil }
+        var toStart = wanted
         if !running.isEmpty {
-            let sameFile = running.allSatisfy { FileSystem.readText(renderedCopy(of: $0)) == text }
-            guard running.count == targetMembers.count, sameFile else {
+            guard running.allSatisfy({ FileSystem.readText(renderedCopy(of: $0)) == text }) else {
                 throw SandboxError(
                     .invalidConfiguration,
-                    "target members \(running.map(\.name).joined(separator: ", ")) run with another patroni.yml (or not all of them run)",
+                    "target members \(running.map(\.name).joined(separator: ", ")) run with another patroni.yml",
                     advice: "stop them first: `pgha sandbox stop-cluster --purge --base-dir \(configuration.baseDir)`")
             }
-            return TargetStartReport(seconds: Self.seconds(clock.now - start), started: [], scope: scope, wiped: false)
+            // Some members run with this file (one crashed, say): start the others as they are;
+            // they rejoin the cluster (pg_rewind or a new copy, as Patroni decides).
+            toStart = wanted.filter { member in !running.contains { $0.name == member.name } }
+            if toStart.isEmpty {
+                return TargetStartReport(seconds: Self.seconds(clock.now - start), started: [], scope: scope, wiped: false)
+            }
+        } else {
+            // A new cluster: empty data directories, no trace of the scope in the DCS.
+            try await wipeTarget(scope: scope, postgres: postgres, progress: progress)
         }
-
-        // A new cluster: empty data directories, no trace of the scope in the DCS.
-        try await wipeTarget(scope: scope, postgres: postgres, progress: progress)
         let passwords = try SandboxSecrets.load(configuration)
         var started: [String] = []
-        for member in targetMembers {
+        for member in toStart {
             try FileSystem.makeDirectory(member.dir, mode: 0o700, owner: postgres)
             try FileSystem.makeDirectory(member.dataDir, mode: 0o700, owner: postgres)
             try FileSystem.makeDirectory(member.configFile, mode: 0o700, owner: postgres)
@@ -93,19 +105,19 @@ extension SandboxController {
         let observer = PatroniClusterObserver(configuration: configuration, cluster: configuration.target)
         let deadline = start.advanced(by: timeout)
         while true {
-            for member in targetMembers {
+            for member in toStart {
                 guard let pid = pidFile(member.name).read(), Processes.isAlive(pid) else {
                     throw SandboxError(.startFailed, "Patroni \(member.name) exited", advice: "read \(logFile(member.name))\(Self.logTail(logFile(member.name)))")
                 }
             }
-            if let observed = await observer.observe(), observed.answering.count == targetMembers.count { break }
+            if let observed = await observer.observe(), toStart.allSatisfy({ observed.answering.contains($0.name) }) { break }
             if clock.now >= deadline {
                 throw SandboxError(.timeout, "the target members' REST APIs did not answer in time",
                                    advice: "read " + targetMembers.map { logFile($0.name) }.joined(separator: ", "))
             }
             try await Task.sleep(for: .milliseconds(200))
         }
-        return TargetStartReport(seconds: Self.seconds(clock.now - start), started: started, scope: scope, wiped: true)
+        return TargetStartReport(seconds: Self.seconds(clock.now - start), started: started, scope: scope, wiped: running.isEmpty)
     }
 
     /// Stops every target member (SIGTERM to Patroni, which stops its PostgreSQL; SIGKILL after

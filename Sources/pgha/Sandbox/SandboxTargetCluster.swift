@@ -29,6 +29,9 @@ extension SandboxCommand {
         @Option(help: ArgumentHelp("Seconds to wait for the members' REST APIs.", valueName: "seconds"))
         var timeout = 60
 
+        @Option(name: .customLong("member"), help: ArgumentHelp("Start only this member (repeatable; the others stay as they are).", valueName: "name"))
+        var members: [String] = []
+
         func validate() throws {
             guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         }
@@ -42,7 +45,7 @@ extension SandboxCommand {
                 }
                 let controller = SandboxController(configuration: configuration)
                 let path = patroniYML.hasPrefix("/") ? patroniYML : FileManager.default.currentDirectoryPath + "/" + patroniYML
-                let report = try await controller.startTargetCluster(patroniYML: path, timeout: .seconds(timeout)) { global.progress($0) }
+                let report = try await controller.startTargetCluster(patroniYML: path, only: members.isEmpty ? nil : members, timeout: .seconds(timeout)) { global.progress($0) }
                 if report.started.isEmpty {
                     print("target cluster \(report.scope): already running with this patroni.yml")
                 } else {

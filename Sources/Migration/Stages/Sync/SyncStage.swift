@@ -19,7 +19,8 @@ import PlainText
 /// `sync.caught_up_lag`, WAL retention within the limit; plus the extension checks on every member
 /// (deferred by the extensions stage while the cluster did not exist).
 ///
-/// Undo: `sync.stop_cluster` (when given), then the slot is dropped once inactive.
+/// Undo: `sync.stop_cluster` (when given, whoever started the members), then the slot is dropped
+/// once inactive (bounded; a slot still in use fails the undo with what to do).
 public struct SyncStage: MigrationStageExecutor {
     public let stage = MigrationStage.sync
     public let makesChanges = true
@@ -79,7 +80,7 @@ public struct SyncStage: MigrationStageExecutor {
             ],
             changes: changes,
             undo: [
-                s.stopCluster.map { "run sync.stop_cluster (`\($0)`)" } ?? "the cluster's members keep running (no sync.stop_cluster): stop them yourself",
+                s.stopCluster.map { "run sync.stop_cluster (`\($0)`), whoever started the members" } ?? "the cluster's members keep running (no sync.stop_cluster): stop them yourself before the slot can be dropped",
                 "drop slot \(s.slot) on the single node once nothing streams from it (only if pgha created it)",
             ],
             warnings: warnings)
@@ -147,26 +148,27 @@ public struct SyncStage: MigrationStageExecutor {
         let p = context.playbook
         let inspector = SyncInspector(connections: StageConnections(context), slot: p.sync.slot)
         defer { inspector.close() }
-        for step in journal.steps(of: stage).reversed() where step.phase == .done || step.phase == .intent {
+        let steps = journal.steps(of: stage).filter { $0.phase == .done || $0.phase == .intent }
+        // First the cluster: whoever started it (the hook or the operator), the playbook's
+        // sync.stop_cluster stops it, so that nothing streams from the slot any more.
+        if let command = p.sync.stopCluster, !steps.isEmpty {
+            context.progress("running sync.stop_cluster")
+            try await runHook(context, key: "sync.stop_cluster", command: command)
+        } else if !steps.isEmpty {
+            context.progress("no sync.stop_cluster in the playbook: the cluster's members keep running; stop them yourself (the slot can only be dropped once nothing streams from it)")
+        }
+        for step in steps.reversed() {
             switch step.undo {
-            case .hook(let hook):
-                if let undoKey = hook.undoKey, let command = p.sync.stopCluster {
-                    context.progress("running \(undoKey)")
-                    try await runHook(context, key: undoKey, command: command)
-                } else {
-                    context.progress("\(hook.key) started the cluster; no sync.stop_cluster is given: stop its members yourself")
-                }
-                try journal.markStepUndone(step.id)
             case .replicationSlot(let slot):
                 if slot.createdByPGHA {
                     try await dropSlot(slot.name, context: context, inspector: inspector)
                 } else {
                     context.progress("slot \(slot.name) existed before pgha: left in place")
                 }
-                try journal.markStepUndone(step.id)
-            case .nothing, .legacy:
-                try journal.markStepUndone(step.id)
+            case .hook, .nothing, .legacy:
+                break
             }
+            try journal.markStepUndone(step.id)
         }
     }
 
