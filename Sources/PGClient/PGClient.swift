@@ -6,6 +6,8 @@
 //   PGConnection+Connect.swift        non-blocking connect (PQconnectStartParams/PQconnectPoll)
 //   PGConnection+Query.swift          query (sync and async), the connection lock, sending,
 //                                     BlockingIOPool offloading, task cancellation
+//   PGConnection+Streaming.swift      forEachRow (single-row mode), copyOut, copyIn (sync and async)
+//   PGRow.swift, PGCopyWriter.swift   a streamed row read in place; the COPY IN writer
 //   PGConnection+Parameters.swift     PQsendQueryParams with text parameters
 //   PGConnection+Errors.swift         libpq/server outcomes to PGError (scrubbed, classified)
 //   PGConnection+WAL.swift            SQL helpers: pg_is_in_recovery, WAL positions

@@ -271,8 +271,9 @@ extension QueryStateMachine {
         case bodyReturned(BodyOutcome, now: UInt64, cancelRequested: Bool)
         /// The outcome of `readCopyData`.
         case copyData(CopyDataOutcome)
-        /// The COPY IN body called `write`.
-        case writeRequested
+        /// The COPY IN body called `write`; `now` on the monotonic clock; `cancelRequested`: the task
+        /// was cancelled meanwhile.
+        case writeRequested(now: UInt64, cancelRequested: Bool)
         /// The outcome of `putCopyData` or `putCopyEnd`.
         case put(PutOutcome)
         /// The COPY IN body returned or threw.

@@ -122,7 +122,7 @@ struct QueryStateMachine: Hashable, Sendable {
             switch event {
             case .done:
                 switch phase {
-                case .writing, .flushingWrite:
+                case .writing, .flushingWrite, .copyingIn:
                     // The body's write gives up; the COPY is ended with an error once the body returns.
                     guard case .interrupted(let why) = ending else { return invalid(event) }
                     state = .running(.copyingIn(writeFailed: false))
@@ -132,8 +132,6 @@ struct QueryStateMachine: Hashable, Sendable {
                     return resume(.endingCopy(.interrupted))
                 case .flushing, .collecting, .copyingOut, .endingCopy:
                     return resume(phase)
-                case .copyingIn:
-                    return invalid(event)  // no wait or delivery happens between writes
                 }
             case .sent, .sendFailed, .flushed, .readable, .woken, .deadlinePassed, .inputConsumed, .resultRead,
                 .bodyReturned, .copyData, .writeRequested, .put, .copyInBodyReturned, .cancelFinished:
@@ -195,9 +193,12 @@ struct QueryStateMachine: Hashable, Sendable {
         case (.copyingOut, .copyData(.ended)):
             return resume(.collecting)  // the COPY's own result (or error) follows
 
-        case (.copyingIn(let writeFailed), .writeRequested):
+        case (.copyingIn(let writeFailed), .writeRequested(let now, let cancelRequested)):
             if case .interrupted(let why) = ending { return .writeFinished(.interrupted(why)) }
             if writeFailed { return .writeFinished(.failed) }
+            // Checked at every write: a fast writer may never wait for the socket.
+            if deadline.hasPassed(at: now) { return interrupt(.timeout, now: now, phase, event) }
+            if cancelRequested && wakeWatched { return interrupt(.taskCancelled, now: now, phase, event) }
             return resume(.writing)
         case (.copyingIn(let writeFailed), .copyInBodyReturned(let outcome)):
             let reason: CopyEndReason

@@ -214,7 +214,8 @@ struct QueryStateMachineStreamingTests {
         (.resultRead(.result(.copyIn)), .discardResult), (.done, .runCopyInBody),
     ]
     static let write: [(Event, Action)] = [
-        (.writeRequested, .putCopyData), (.put(.queued), .flush), (.flushed(.done), .writeFinished(.written)),
+        (.writeRequested(now: 0, cancelRequested: false), .putCopyData), (.put(.queued), .flush),
+        (.flushed(.done), .writeFinished(.written)),
     ]
     /// PQputCopyEnd queued and flushed: on to the COPY's result.
     static let ending: [(Event, Action)] = [(.put(.queued), .flush), (.flushed(.done), .readResult)]
@@ -223,7 +224,7 @@ struct QueryStateMachineStreamingTests {
     func copyIn() {
         var m = T.machine(.copyIn)
         T.expect(&m, Self.copyInStart + Self.write + [
-            (.writeRequested, .putCopyData),
+            (.writeRequested(now: 0, cancelRequested: false), .putCopyData),
             (.put(.wouldBlock), .wait(.readWrite, until: .none, wake: false)),
             (.readable, .consumeInput),
             (.inputConsumed(.consumed), .putCopyData),
@@ -267,11 +268,11 @@ struct QueryStateMachineStreamingTests {
     func copyInTimeout() {
         var m = T.machine(.copyIn, deadline: T.deadline)
         T.expect(&m, Self.copyInStart + [
-            (.writeRequested, .putCopyData),
+            (.writeRequested(now: 0, cancelRequested: false), .putCopyData),
             (.put(.wouldBlock), .wait(.readWrite, until: T.deadline, wake: false)),
             (.deadlinePassed(now: 1_000), .sendCancel),
             (.done, .writeFinished(.interrupted(.timeout))),
-            (.writeRequested, .writeFinished(.interrupted(.timeout))),
+            (.writeRequested(now: 0, cancelRequested: false), .writeFinished(.interrupted(.timeout))),
             (.copyInBodyReturned(.threw), .putCopyEnd(.interrupted)),
         ] + Self.ending + [
             (.resultRead(.result(.error(sqlState: "57014"))), .keepResult(.error)),
@@ -281,13 +282,36 @@ struct QueryStateMachineStreamingTests {
         ])
     }
 
+    @Test("a fast writer that never waits still meets its deadline and its task's cancellation")
+    func copyInChecksEveryWrite() {
+        var late = T.machine(.copyIn, deadline: T.deadline)
+        T.expect(&late, Self.copyInStart + Self.write + [
+            (.writeRequested(now: 1_200, cancelRequested: false), .sendCancel),
+            (.done, .writeFinished(.interrupted(.timeout))),
+            (.copyInBodyReturned(.finished), .putCopyEnd(.interrupted)),
+        ])
+        var cancelled = T.machine(.copyIn, wake: true)
+        T.expect(&cancelled, Self.copyInStart + [
+            (.writeRequested(now: 40, cancelRequested: true), .sendCancel),
+            (.done, .writeFinished(.interrupted(.taskCancelled))),
+            (.copyInBodyReturned(.threw), .putCopyEnd(.interrupted)),
+        ] + Self.ending + [
+            (.resultRead(.result(.error(sqlState: "57014"))), .keepResult(.error)),
+            (.done, .readResult),
+            (.resultRead(.end(connectionAlive: true)), .awaitCancel(until: Deadline(nanoseconds: 140))),
+            (.cancelFinished, T.finish(.interrupted(.taskCancelled, confirmed: true), close: false)),
+        ])
+        var sync = T.machine(.copyIn)
+        T.expect(&sync, Self.copyInStart + [(.writeRequested(now: 40, cancelRequested: true), .putCopyData)])
+    }
+
     @Test("COPY IN with a failed write: CopyFail (never CopyDone), the statement's own error")
     func copyInWriteFails() {
         var m = T.machine(.copyIn)
         T.expect(&m, Self.copyInStart + [
-            (.writeRequested, .putCopyData),
+            (.writeRequested(now: 0, cancelRequested: false), .putCopyData),
             (.put(.failed), .writeFinished(.failed)),
-            (.writeRequested, .writeFinished(.failed)),
+            (.writeRequested(now: 0, cancelRequested: false), .writeFinished(.failed)),
             (.copyInBodyReturned(.threw), .putCopyEnd(.writeFailed)),
             (.put(.failed), .readResult),
             (.resultRead(.result(.error(sqlState: nil))), .keepResult(.error)),
@@ -341,7 +365,8 @@ struct QueryStateMachineStreamingTests {
         .flushed(.failed(connectionBad: false)), .readable, .woken(now: 7), .deadlinePassed(now: 7),
         .inputConsumed(.consumed), .inputConsumed(.failed(connectionBad: true)), .resultRead(.busy),
         .resultRead(.result(.singleRow)), .resultRead(.result(.tuples)), .resultRead(.end(connectionAlive: true)),
-        .done, .bodyReturned(.next, now: 7, cancelRequested: false), .copyData(.chunk), .writeRequested,
+        .done, .bodyReturned(.next, now: 7, cancelRequested: false), .copyData(.chunk),
+        .writeRequested(now: 0, cancelRequested: false),
         .put(.queued), .copyInBodyReturned(.finished), .cancelFinished,
     ]
 
@@ -358,7 +383,7 @@ struct QueryStateMachineStreamingTests {
             (T.machine(.rows, wake: true), T.sendAndFlush + Self.row + [(.resultRead(.result(.singleRow)), .deliverRow)]),
             (T.machine(.copyOut), Self.copyOutStart + [(.copyData(.chunk), .deliverCopyData)]),
             (T.machine(.copyIn), Self.copyInStart + [
-                (.writeRequested, .putCopyData), (.put(.queued), .flush),
+                (.writeRequested(now: 0, cancelRequested: false), .putCopyData), (.put(.queued), .flush),
                 (.flushed(.done), .writeFinished(.written)), (.copyInBodyReturned(.finished), .putCopyEnd(.done)),
             ]),
         ]
