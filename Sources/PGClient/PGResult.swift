@@ -28,6 +28,8 @@ public final class PGResult: @unchecked Sendable {
 
     deinit { PQclear(pointer) }
 
+    private var reader: ResultReader { ResultReader(pointer: pointer) }
+
     /// Number of rows (PQntuples).
     public var rowCount: Int { Int(PQntuples(pointer)) }
 
@@ -36,22 +38,19 @@ public final class PGResult: @unchecked Sendable {
 
     /// Column names in order (PQfname).
     public var columnNames: [String] {
-        (0..<columnCount).map { String(cString: PQfname(pointer, Int32($0))) }
+        (0..<columnCount).map { reader.columnName($0) }
     }
 
     /// The index of the column called `name` (PQfnumber; the name is matched as a quoted
     /// identifier would be, so case matters), or nil.
     public func columnIndex(_ name: String) -> Int? {
-        // PQfnumber folds unquoted names to lower case; quote to compare exactly.
-        let quoted = "\"" + name.replacing("\"", with: "\"\"") + "\""
-        let index = Int(PQfnumber(pointer, quoted))
-        return index >= 0 ? index : nil
+        reader.columnIndex(name)
     }
 
     /// The type OID of a column (PQftype), e.g. 23 for int4, 25 for text, 3220 for pg_lsn.
     public func columnType(_ column: Int) -> UInt32 {
         checkColumn(column)
-        return PQftype(pointer, Int32(column))
+        return reader.columnType(column)
     }
 
     /// The command tag, e.g. "SELECT 1", "INSERT 0 3", "CREATE TABLE" (PQcmdStatus).
@@ -59,62 +58,44 @@ public final class PGResult: @unchecked Sendable {
 
     /// Rows affected by INSERT/UPDATE/DELETE/MERGE/SELECT/MOVE/FETCH/COPY (PQcmdTuples); nil for
     /// other commands.
-    public var affectedRows: Int? {
-        guard let text = PQcmdTuples(pointer), text.pointee != 0 else { return nil }
-        return Int(String(cString: text))
-    }
+    public var affectedRows: Int? { PGResult.affectedRows(pointer) }
 
     /// Whether the value is SQL NULL (PQgetisnull).
     public func isNull(_ row: Int, _ column: Int) -> Bool {
         checkIndex(row, column)
-        return PQgetisnull(pointer, Int32(row), Int32(column)) != 0
+        return reader.isNull(row, column)
     }
 
     /// The value as text (PQgetvalue), nil for NULL.
     public func string(_ row: Int, _ column: Int) -> String? {
         checkIndex(row, column)
-        guard PQgetisnull(pointer, Int32(row), Int32(column)) == 0 else { return nil }
-        return String(cString: PQgetvalue(pointer, Int32(row), Int32(column)))
+        return reader.string(row, column)
     }
 
     /// The value of an integer column (int2, int4, int8, oid, or text holding a decimal integer),
     /// nil for NULL. Throws `.unexpectedResult` when the text is not an integer in Int64's range.
     public func int(_ row: Int, _ column: Int) throws(PGError) -> Int64? {
-        guard let bytes = valueBytes(row, column) else { return nil }
-        guard let value = PGResult.parseInt(bytes) else { throw conversionError("an integer", row, column) }
-        return value
+        checkIndex(row, column)
+        return try reader.int(row, column, reportedRow: row)
     }
 
     /// The value of a bool column ("t"/"f", also "true"/"false"), nil for NULL.
     public func bool(_ row: Int, _ column: Int) throws(PGError) -> Bool? {
-        guard let bytes = valueBytes(row, column) else { return nil }
-        switch String(decoding: bytes, as: UTF8.self) {
-        case "t", "true": return true
-        case "f", "false": return false
-        default: throw conversionError("a boolean", row, column)
-        }
+        checkIndex(row, column)
+        return try reader.bool(row, column, reportedRow: row)
     }
 
     /// The value of a float4/float8/numeric/integer column, nil for NULL ("Infinity", "-Infinity",
     /// "NaN" included).
     public func double(_ row: Int, _ column: Int) throws(PGError) -> Double? {
-        guard let bytes = valueBytes(row, column) else { return nil }
-        let text = String(decoding: bytes, as: UTF8.self)
-        switch text {
-        case "Infinity": return .infinity
-        case "-Infinity": return -.infinity
-        case "NaN": return .nan
-        default:
-            guard let value = Double(text), value.isFinite else { throw conversionError("a number", row, column) }
-            return value
-        }
+        checkIndex(row, column)
+        return try reader.double(row, column, reportedRow: row)
     }
 
     /// The value of a pg_lsn column ("16/B374D848"), nil for NULL.
     public func lsn(_ row: Int, _ column: Int) throws(PGError) -> LSN? {
-        guard let bytes = valueBytes(row, column) else { return nil }
-        guard let lsn = LSN(utf8: bytes) else { throw conversionError("an LSN", row, column) }
-        return lsn
+        checkIndex(row, column)
+        return try reader.lsn(row, column, reportedRow: row)
     }
 
     // MARK: - Helpers
@@ -129,52 +110,15 @@ public final class PGResult: @unchecked Sendable {
             column >= 0 && column < columnCount, "PGResult: column \(column) out of range 0..<\(columnCount)")
     }
 
-    /// The value's bytes (PQgetvalue + PQgetlength) without copying, nil for NULL. Valid while
-    /// `self` is alive.
-    private func valueBytes(_ row: Int, _ column: Int) -> UnsafeBufferPointer<UInt8>? {
-        checkIndex(row, column)
-        let r = Int32(row)
-        let c = Int32(column)
-        guard PQgetisnull(pointer, r, c) == 0 else { return nil }
-        let length = Int(PQgetlength(pointer, r, c))
-        return PQgetvalue(pointer, r, c).withMemoryRebound(to: UInt8.self, capacity: length) {
-            UnsafeBufferPointer(start: $0, count: length)
-        }
+    /// PQcmdTuples of a result as a number; nil when empty.
+    static func affectedRows(_ pointer: OpaquePointer) -> Int? {
+        guard let text = PQcmdTuples(pointer), text.pointee != 0 else { return nil }
+        return Int(String(cString: text))
     }
-
-    private func conversionError(_ expected: String, _ row: Int, _ column: Int) -> PGError {
-        // The value itself is not quoted: it could be anything, including a secret.
-        PGError(
-            code: .unexpectedResult,
-            message: "row \(row), column \(column) (\(columnName(column))) is not \(expected)",
-            isConnectionLevel: false)
-    }
-
-    private func columnName(_ column: Int) -> String { String(cString: PQfname(pointer, Int32(column))) }
 
     /// Decimal Int64 with an optional sign; nil on anything else or overflow.
     static func parseInt(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64? {
-        var index = 0
-        var negative = false
-        if let first = bytes.first, first == UInt8(ascii: "-") || first == UInt8(ascii: "+") {
-            negative = first == UInt8(ascii: "-")
-            index = 1
-        }
-        guard index < bytes.count else { return nil }
-        var value: Int64 = 0
-        while index < bytes.count {
-            let byte = bytes[index]
-            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-            let digit = Int64(byte - UInt8(ascii: "0"))
-            // Accumulate negatively so Int64.min parses.
-            let (shifted, o1) = value.multipliedReportingOverflow(by: 10)
-            let (next, o2) = shifted.subtractingReportingOverflow(digit)
-            guard !o1, !o2 else { return nil }
-            value = next
-            index += 1
-        }
-        if negative { return value }
-        return value == .min ? nil : -value
+        ResultReader.parseInt(bytes)
     }
 }
 

@@ -397,6 +397,367 @@ struct PGClientIntegrationTests {
         await #expect(throws: PGError.self) { _ = try await connection.query("SELECT 1") }
     }
 
+    // MARK: - Streaming: rows, COPY OUT, COPY IN
+
+    /// This process's resident set size (/proc/self/statm), in bytes.
+    func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    @Test("200,000 rows stream with bounded memory; count and checksum match the server's aggregate")
+    func streamManyRows() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let rows = "SELECT g, repeat(md5(g::text), 4) AS payload FROM generate_series(1, 200000) g"
+        let expected = try connection.query(
+            """
+            SELECT count(*), sum(g), sum(g::int8 * ascii(substr(payload, (g % length(payload)) + 1, 1)))
+            FROM (\(rows)) s
+            """)
+        let before = residentBytes()
+        var peak = before
+        var count: Int64 = 0
+        var sum: Int64 = 0
+        var checksum: Int64 = 0
+        let delivered = try connection.forEachRow(rows) { row in
+            let g = try row.int(0) ?? 0
+            count += 1
+            sum += g
+            checksum += row.withUnsafeBytes(1) { bytes in
+                guard let bytes, !bytes.isEmpty else { return 0 }
+                return g * Int64(bytes[Int(g) % bytes.count])
+            }
+            if row.index % 10_000 == 0 { peak = max(peak, residentBytes()) }
+            return .next
+        }
+        #expect(delivered == 200_000)
+        #expect(count == (try expected.int(0, 0)))
+        #expect(sum == (try expected.int(0, 1)))
+        #expect(checksum == (try expected.int(0, 2)))
+        // The whole result is ~30 MB of text (more as a PGresult); streamed, memory stays flat.
+        #expect(peak - before < 16 << 20, "resident set grew by \((peak - before) >> 20) MiB")
+        #expect(try connection.query("SELECT 1").int(0, 0) == 1)
+    }
+
+    @Test("a streamed row reads typed values in place")
+    func streamedRowValues() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        var seen: [String] = []
+        let count = try connection.forEachRow(
+            "SELECT g AS n, g % 2 = 0 AS even, NULLIF(g, 2) AS maybe, $1::pg_lsn AS l, g / 4.0 AS q, 'r' || g AS t "
+                + "FROM generate_series(1, 3) g", [.text("16/B374D848")]
+        ) { row in
+            #expect(row.columnCount == 6)
+            #expect(row.columnNames == ["n", "even", "maybe", "l", "q", "t"])
+            #expect(row.columnIndex("q") == 4)
+            #expect(row.columnType(0) == 23)
+            let n = try row.int(0)
+            let even = try row.bool(1)
+            let lsn = try row.lsn(3)
+            let quarter = try row.double(4)
+            #expect(n == Int64(row.index + 1))
+            #expect(even == (row.index % 2 == 1))
+            #expect(row.isNull(2) == (row.index == 1))
+            #expect(lsn == LSN(0x16_B374_D848))
+            #expect(quarter == Double(row.index + 1) / 4)
+            var conversionFailed = false
+            do { _ = try row.int(5) } catch { conversionFailed = (error as? PGError)?.code == .unexpectedResult }
+            #expect(conversionFailed)
+            seen.append(row.string(5) ?? "-")
+            return .next
+        }
+        #expect(count == 3)
+        #expect(seen == ["r1", "r2", "r3"])
+        // A statement without rows, and a server error part-way: the rows before it were delivered.
+        #expect(try connection.forEachRow("SELECT 1 WHERE false") { _ in .next } == 0)
+        var before = 0
+        let error = #expect(throws: PGError.self) {
+            try connection.forEachRow("SELECT 10 / (5 - g) FROM generate_series(1, 9) g") { _ in
+                before += 1
+                return .next
+            }
+        }
+        #expect(error?.sqlState == "22012")
+        #expect(before == 4)
+        #expect(try connection.query("SELECT 1").int(0, 0) == 1)
+    }
+
+    @Test("stopping a stream early cancels the rest on the server; the connection answers at once")
+    func streamStopsEarly() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let observer = try connect()
+        defer { observer.close() }
+        let start = clock.now
+        let count = try connection.forEachRow("SELECT generate_series(1, 1000000000) AS endless") { row in
+            row.index < 9 ? .next : .stop
+        }
+        #expect(count == 10)
+        #expect(clock.now - start < .seconds(2))
+        #expect(connection.isHealthy)
+        #expect(connection.transactionStatus == .idle)
+        #expect(try backendState(connection.backendPID, observer: observer) == "idle")
+        #expect(try connection.query("SELECT 5").int(0, 0) == 5)
+        // A body that throws ends the stream the same way; its own error comes back unchanged.
+        struct Enough: Error {}
+        #expect(throws: Enough.self) {
+            try connection.forEachRow("SELECT generate_series(1, 1000000000)") { _ in throw Enough() }
+        }
+        #expect(try connection.query("SELECT 6").int(0, 0) == 6)
+    }
+
+    @Test("stopping early inside a transaction drains the rest: the transaction survives")
+    func streamStopsInsideTransaction() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        _ = try connection.query("BEGIN")
+        let count = try connection.forEachRow("SELECT generate_series(1, 50000)") { row in
+            row.index < 9 ? .next : .stop
+        }
+        #expect(count == 10)
+        #expect(connection.transactionStatus == .inTransaction)
+        #expect(try connection.query("SELECT 7").int(0, 0) == 7)
+        _ = try connection.query("COMMIT")
+        #expect(connection.transactionStatus == .idle)
+    }
+
+    @Test("a timeout in the middle of a stream cancels it on the server; the connection stays usable")
+    func streamTimeout() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let observer = try connect()
+        defer { observer.close() }
+        var rows = 0
+        let start = clock.now
+        let error = #expect(throws: PGError.self) {
+            try connection.forEachRow("SELECT generate_series(1, 1000000000)", timeout: .milliseconds(300)) { _ in
+                rows += 1
+                return .next
+            }
+        }
+        let elapsed = clock.now - start
+        #expect(error?.code == .timeout)
+        #expect(error?.statementMayHaveRun == true)
+        #expect(error?.isConnectionLevel == false)
+        #expect(rows > 0)
+        #expect(elapsed >= .milliseconds(300))
+        #expect(elapsed < .milliseconds(1500))
+        #expect(connection.isHealthy)
+        #expect(try backendState(connection.backendPID, observer: observer) == "idle")
+        #expect(try connection.query("SELECT 8").int(0, 0) == 8)
+        // A slow body over buffered rows: the deadline is checked after every row.
+        var slow = 0
+        let slowStart = clock.now
+        let slowError = #expect(throws: PGError.self) {
+            try connection.forEachRow("SELECT generate_series(1, 100000)", timeout: .milliseconds(200)) { _ in
+                slow += 1
+                usleep(2_000)
+                return .next
+            }
+        }
+        #expect(slowError?.code == .timeout)
+        #expect(clock.now - slowStart < .milliseconds(1200))
+        #expect(slow < 1_000)
+        #expect(try connection.query("SELECT 9").int(0, 0) == 9)
+    }
+
+    @Test("cancelling the task of an async stream cancels it on the server")
+    func streamTaskCancellation() async throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let observer = try connect()
+        defer { observer.close() }
+        let seen = Atomic<Int>(0)
+        let task = Task {
+            try await connection.forEachRow("SELECT generate_series(1, 1000000000)") { _ in
+                seen.add(1, ordering: .relaxed)
+                return .next
+            }
+        }
+        let deadline = clock.now + .seconds(5)
+        while seen.load(ordering: .relaxed) < 1_000 && clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(seen.load(ordering: .relaxed) >= 1_000)
+        let start = clock.now
+        task.cancel()
+        let outcome = await task.result
+        #expect(clock.now - start < .seconds(1))
+        guard case .failure(let failure) = outcome, let error = failure as? PGError else {
+            Issue.record("expected a PGError, got \(outcome)")
+            return
+        }
+        #expect(error.code == .cancelled)
+        #expect(error.sqlState == "57014")
+        #expect(error.statementMayHaveRun == true)
+        #expect(error.isConnectionLevel == false)
+        #expect(try backendState(connection.backendPID, observer: observer) == "idle")
+        #expect(try await connection.query("SELECT 10").int(0, 0) == 10)
+    }
+
+    @Test("COPY OUT of a table equals the server's own text, chunk by chunk")
+    func copyOut() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        _ = try connection.query(
+            """
+            CREATE TEMP TABLE pgclient_copy_out AS
+            SELECT g AS id, CASE WHEN g % 7 = 0 THEN NULL WHEN g % 5 = 0 THEN E'tab\\there \\\\ slash' ELSE 'name ' || g END AS name
+            FROM generate_series(1, 1000) g
+            """)
+        let expected = try connection.query(
+            """
+            SELECT string_agg(id || E'\\t' || coalesce(replace(replace(name, '\\', '\\\\'), E'\\t', '\\t'), '\\N') || E'\\n', ''
+                              ORDER BY id)
+            FROM pgclient_copy_out
+            """
+        ).string(0, 0)
+        var text: [UInt8] = []
+        let rows = try connection.copyOut("COPY (SELECT * FROM pgclient_copy_out ORDER BY id) TO STDOUT") { chunk in
+            text += chunk
+            return .next
+        }
+        #expect(rows == 1000)
+        #expect(String(decoding: text, as: UTF8.self) == expected)
+        // A statement that is no COPY is refused and leaves the connection usable.
+        let refused = #expect(throws: PGError.self) { try connection.copyOut("SELECT 1") { _ in .next } }
+        #expect(refused?.code == .unexpectedResult)
+        #expect(try connection.query("SELECT 11").int(0, 0) == 11)
+    }
+
+    @Test("the async COPY variants")
+    func asyncCopy() async throws {
+        let connection = try connect()
+        defer { connection.close() }
+        _ = try await connection.query("CREATE TEMP TABLE pgclient_copy_async (id int, name text)")
+        let copied = try await connection.copyIn(
+            "COPY pgclient_copy_async FROM STDIN", from: (1...300).map { "\($0)\tn\($0)\n" })
+        #expect(copied == 300)
+        let written = try await connection.copyIn("COPY pgclient_copy_async FROM STDIN") { writer in
+            try writer.write("301\tlast\n")
+        }
+        #expect(written == 1)
+        let lines = Atomic<Int>(0)
+        let rows = try await connection.copyOut("COPY pgclient_copy_async TO STDOUT") { chunk in
+            lines.add(chunk.last == UInt8(ascii: "\n") ? 1 : 0, ordering: .relaxed)
+            return .next
+        }
+        #expect(rows == 301)
+        #expect(lines.load(ordering: .relaxed) == 301)
+    }
+
+    @Test("COPY IN of N rows, from a sequence and from a writer; then the count")
+    func copyIn() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        _ = try connection.query("CREATE TEMP TABLE pgclient_copy_in (id int, name text)")
+        let copied = try connection.copyIn(
+            "COPY pgclient_copy_in FROM STDIN", from: (1...5_000).map { "\($0)\tname \($0)\n" })
+        #expect(copied == 5_000)
+        // 50,000 more rows in 64 KiB chunks that split rows anywhere.
+        var data: [UInt8] = []
+        for id in 5_001...55_000 { data += Array("\(id)\t\\N\n".utf8) }
+        let written = try connection.copyIn("COPY pgclient_copy_in FROM STDIN") { writer in
+            var offset = 0
+            while offset < data.count {
+                let end = min(offset + 65_536, data.count)
+                try writer.write(Array(data[offset..<end]))
+                offset = end
+            }
+        }
+        #expect(written == 50_000)
+        let check = try connection.query("SELECT count(*), sum(id), count(name) FROM pgclient_copy_in")
+        #expect(try check.int(0, 0) == 55_000)
+        #expect(try check.int(0, 1) == 55_000 * 55_001 / 2)
+        #expect(try check.int(0, 2) == 5_000)
+        #expect(connection.transactionStatus == .idle)
+    }
+
+    @Test("COPY OUT of one connection piped into COPY IN of another (the sync stage's shape)")
+    func copyPipe() throws {
+        let source = try connect()
+        defer { source.close() }
+        let target = try connect()
+        defer { target.close() }
+        _ = try target.query("CREATE TEMP TABLE pgclient_copy_pipe (id int, name text)")
+        let query = "SELECT g, 'n' || g FROM generate_series(1, 20000) g"
+        var sent = 0
+        let copied = try target.copyIn("COPY pgclient_copy_pipe FROM STDIN") { writer in
+            sent = try source.copyOut("COPY (\(query)) TO STDOUT") { line in
+                try writer.write(line)
+                return .next
+            }
+        }
+        #expect(sent == 20_000)
+        #expect(copied == 20_000)
+        let check = try target.query("SELECT count(*), sum(id), count(DISTINCT name) FROM pgclient_copy_pipe")
+        #expect(try check.int(0, 0) == 20_000)
+        #expect(try check.int(0, 1) == 20_000 * 20_001 / 2)
+        #expect(try check.int(0, 2) == 20_000)
+    }
+
+    @Test("COPY IN with a bad row: PGError 22P02, nothing kept, the connection usable")
+    func copyInBadRow() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        _ = try connection.query("CREATE TEMP TABLE pgclient_copy_bad (id int, name text)")
+        let error = #expect(throws: PGError.self) {
+            try connection.copyIn("COPY pgclient_copy_bad FROM STDIN", from: ["1\ta\n", "2\tb\n", "three\tc\n", "4\td\n"])
+        }
+        #expect(error?.code == .queryFailed)
+        #expect(error?.sqlState == "22P02")
+        #expect(error?.isConnectionLevel == false)
+        #expect(connection.isHealthy)
+        #expect(connection.transactionStatus == .idle)
+        #expect(try connection.query("SELECT count(*) FROM pgclient_copy_bad").int(0, 0) == 0)
+        // A body that throws: CopyFail, nothing kept, its own error rethrown.
+        struct Abandon: Error {}
+        #expect(throws: Abandon.self) {
+            try connection.copyIn("COPY pgclient_copy_bad FROM STDIN") { writer in
+                try writer.write("1\ta\n")
+                throw Abandon()
+            }
+        }
+        #expect(try connection.query("SELECT count(*) FROM pgclient_copy_bad").int(0, 0) == 0)
+        // copyIn with a statement that is no COPY FROM STDIN.
+        let refused = #expect(throws: PGError.self) { try connection.copyIn("SELECT 1") { _ in } }
+        #expect(refused?.code == .unexpectedResult)
+        #expect(try connection.query("SELECT 12").int(0, 0) == 12)
+    }
+
+    @Test("a COPY IN blocked on a lock times out, is cancelled and leaves the connection usable")
+    func copyInTimeout() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let locker = try connect()
+        defer { locker.close() }
+        let table = "pgclient_copy_locked_\(UInt32.random(in: 1...999_999))"
+        _ = try connection.query("CREATE TABLE \(table) (id int, pad text)")
+        defer { _ = try? connection.query("DROP TABLE \(table)") }
+        _ = try locker.query("BEGIN; LOCK TABLE \(table) IN ACCESS EXCLUSIVE MODE")
+        let line = Array("1\t\(String(repeating: "x", count: 1000))\n".utf8)
+        var writes = 0
+        let start = clock.now
+        let error = #expect(throws: PGError.self) {
+            try connection.copyIn("COPY \(table) FROM STDIN", timeout: .milliseconds(400)) { writer in
+                for _ in 0..<20_000 {
+                    try writer.write(line)
+                    writes += 1
+                }
+            }
+        }
+        #expect(error?.code == .timeout)
+        #expect(error?.isConnectionLevel == false)
+        #expect(clock.now - start < .seconds(2))
+        _ = try locker.query("ROLLBACK")
+        #expect(connection.isHealthy)
+        #expect(try connection.query("SELECT count(*) FROM \(table)").int(0, 0) == 0)
+    }
+
     // MARK: - Replication helpers
 
     @Test("isInRecovery, currentWALLSN and replayLSN on a primary")
