@@ -99,7 +99,13 @@ let package = Package(
             name: "PatroniTests", dependencies: ["Patroni", "TestSupport"],
             resources: [.copy("Fixtures")], swiftSettings: swiftSettings
         ),
-        .testTarget(name: "HAPoolTests", dependencies: ["HAPool"], swiftSettings: swiftSettings),
+        // Test doubles of the HA pool's executor: a fake clock, connections, topology source.
+        .target(name: "HAPoolTesting", dependencies: ["HAPool", "Patroni", "PGClient"], path: "Tests/HAPoolTesting", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "HAPoolTests",
+            dependencies: ["HAPool", "HAPoolTesting", "Patroni", "PGClient", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MigrationTests",
             dependencies: ["Migration", "Verification", .product(name: "Logging", package: "swift-log")],

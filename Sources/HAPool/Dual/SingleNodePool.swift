@@ -4,7 +4,7 @@ public import PGClient
 /// are retried with the seed's backoff; a statement whose outcome is unknown is never re-run.
 public final class SingleNodePool: Sendable {
     public let config: SingleNodeConfig
-    let pool: NodePool
+    let pool: NodePool<LibPQConnectionFactory>
     let retry: RetryPolicy
     let counters = StatisticsCounters()
 
@@ -18,7 +18,7 @@ public final class SingleNodePool: Sendable {
         template.sslKey = config.tls.sslKey
         template.connectTimeout = config.connectTimeout
         template.applicationName = config.applicationName
-        self.pool = NodePool(node: NodeAddress(host: config.host, port: config.port), template: template, minConnections: config.minConnections, maxConnections: config.maxConnections)
+        self.pool = NodePool(node: NodeAddress(host: config.host, port: config.port), template: template, minConnections: config.minConnections, maxConnections: config.maxConnections, factory: LibPQConnectionFactory(), clock: SystemPoolClock())
     }
 
     public var node: NodeAddress { pool.node }
