@@ -103,7 +103,7 @@ let package = Package(
         .target(name: "HAPoolTesting", dependencies: ["HAPool", "Patroni", "PGClient"], path: "Tests/HAPoolTesting", swiftSettings: swiftSettings),
         .testTarget(
             name: "HAPoolTests",
-            dependencies: ["HAPool", "HAPoolTesting", "Patroni", "PGClient", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["HAPool", "HAPoolTesting", "TestSupport", "Patroni", "PGClient", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -153,6 +153,21 @@ import Testing
         await pool.close()
     }
 
+    @Test func aFailingRESTAPIIsAskedWithGrowingPausesOnTheInjectedClock() async throws {
+        cluster.answer(failing: PatroniError(code: .allEndpointsFailed, message: "connection refused"))
+        let pool = executor()
+        let run = Task { await pool.run() }
+        let start = clock.now
+        await drive(step: .milliseconds(5)) { clock.now - start >= .seconds(30) }
+        let fetches = cluster.fetches
+        // random() is 0.5: pauses of 15, 30, … 960 ms, then 1.5 s: about 27 in 30 s (the 20 ms
+        // poll asked 1,500 times).
+        #expect(fetches >= 10 && fetches <= 40, "\(fetches)")
+        #expect(pool.machine.withLock { $0.consecutiveFetchFailures } == fetches)
+        pool.beginClose()
+        await run.value
+    }
+
     @Test func aRefusedLoginEndsStartAtOnce() async throws {
         cluster.answer(topology(leader: n1, replicas: []))
         cluster.set(n1, .init(refusesLogin: true))

@@ -111,7 +111,7 @@ final class PoolExecutor<Factory: PoolConnectionFactory>: Sendable {
         lifecycle.withLock { l in
             if l.ownedRun == nil { l.ownedRun = task }
         }
-        try await waitUntilReady(timeout: timeout ?? config.failoverTimeout)
+        try await waitUntilReady(timeout: min(timeout ?? config.failoverTimeout, config.failoverTimeout))
     }
 
     /// Waits until a leader is confirmed writable, up to `timeout`. Fails early when waiting
@@ -142,6 +142,19 @@ final class PoolExecutor<Factory: PoolConnectionFactory>: Sendable {
             return HAError(.noLeader, "the leader named by the REST API could not be checked within \(waited)", node: node, underlying: error)
         }
         return HAError(.noLeader, "no leader was confirmed writable within \(waited)")
+    }
+
+    /// Why no leader is confirmed right now, with the last cause per REST host or of the leader
+    /// check (for health reports).
+    var noLeaderExplanation: String {
+        var text = "no confirmed writable leader"
+        let rest = diagnostics.lastRESTFailures
+        if !rest.isEmpty {
+            text += "; REST API: " + rest.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
+        } else if let (node, error) = diagnostics.lastProbeError {
+            text += "; leader check of \(node): \(error)"
+        }
+        return text
     }
 
     /// Closes the pool: pending waiters fail with `.closed`, `run()` ends its background work and
@@ -234,7 +247,8 @@ final class PoolExecutor<Factory: PoolConnectionFactory>: Sendable {
             } else {
                 logger.debug("topology refresh failed", metadata: ["error": "\(error)"])
             }
-            feed { $0.fetchFailed(now: clock.now) }
+            let jitter = random()
+            feed { $0.fetchFailed(now: clock.now, jitter: jitter) }
         }
     }
 

@@ -169,7 +169,7 @@ extension PatroniHAPool {
         var cluster = HealthReport.ClusterHealth(primary: primary, replicas: replicas, statistics: statistics(), pools: poolUsage())
         guard table.writer != nil else {
             // No confirmed leader: do not wait another failover timeout for one.
-            cluster.error = "no confirmed writable leader"
+            cluster.error = executor.noLeaderExplanation
             return cluster
         }
         let started = ContinuousClock.now

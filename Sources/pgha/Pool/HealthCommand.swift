@@ -30,7 +30,7 @@ struct HealthCommand: AsyncParsableCommand {
         do { config = try pool.load() } catch let failure as CLIFailure { throw failure.report() }
         let pools = try DualDatabasePools(config: config)
         var startError: HAError?
-        do { try await pools.start() } catch { startError = error }
+        do { try await pools.start(timeout: DualDatabasePools.oneShotStartTimeout) } catch { startError = error }
         let report = await pools.healthCheck()
         await pools.close()
         if json {
