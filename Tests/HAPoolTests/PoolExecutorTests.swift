@@ -1,5 +1,10 @@
 import HAPoolTesting
 import Logging
+import MetricsTestKit
+#if ServiceLifecycle
+import ServiceLifecycle
+import ServiceLifecycleTestKit
+#endif
 import Patroni
 import PGClient
 import Synchronization
@@ -20,14 +25,17 @@ import Testing
         return ClusterTopology(members: members)
     }
 
-    func executor(failoverTimeout: Duration = .seconds(600), maxConnections: Int = 4) -> PoolExecutor<FakeConnectionFactory> {
+    func executor(
+        failoverTimeout: Duration = .seconds(600), maxConnections: Int = 4, metrics: TestMetrics = TestMetrics()
+    ) -> PoolExecutor<FakeConnectionFactory> {
         let config = PatroniClusterConfig(
             apiHosts: ["api1"], database: "app", user: "app", password: nil, minConnections: 0,
             maxConnections: maxConnections, failoverTimeout: failoverTimeout
         )
         return PoolExecutor(
             config: config, databases: ["app"], source: FakeTopologySource(cluster: cluster),
-            factory: FakeConnectionFactory(cluster: cluster), clock: clock, random: { 0.5 }, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+            factory: FakeConnectionFactory(cluster: cluster), clock: clock, random: { 0.5 },
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), metrics: metrics
         )
     }
 
@@ -249,4 +257,37 @@ import Testing
         held.pool.checkin(held.connection)
         await pool.close()
     }
+
+    @Test func theCountersGoThroughSwiftMetrics() async throws {
+        cluster.answer(topology(leader: n1, replicas: [n2]))
+        let metrics = TestMetrics()
+        let pool = executor(metrics: metrics)
+        try await pool.start()
+        try await pool.execute(readOnly: false, idempotent: false, database: nil) { conn async throws(PGError) in try await conn.run("INSERT") }
+        try await pool.execute(readOnly: true, idempotent: false, database: nil) { conn async throws(PGError) in try await conn.run("SELECT") }
+        #expect(try metrics.expectCounter("pgha_writes_total").totalValue == 1)
+        #expect(try metrics.expectCounter("pgha_reads_total").totalValue == 1)
+        #expect(try metrics.expectCounter("pgha_topology_refreshes_total").totalValue == Int64(pool.counters.snapshot.topologyRefreshes))
+        #expect(try metrics.expectTimer("pgha_topology_refresh_seconds").values.count >= 1)
+        await pool.close()
+    }
+
+    #if ServiceLifecycle
+    @Test func theServiceLeavesOnGracefulShutdown() async throws {
+        // PatroniHAPool as a swift-service-lifecycle Service: graceful shutdown closes it and run() returns.
+        let pool = try PatroniHAPool(
+            config: PatroniClusterConfig(apiHosts: ["api1"], database: "app", user: "app", password: nil, minConnections: 0),
+            source: FakeTopologySource(cluster: cluster), clock: clock,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), metrics: TestMetrics()
+        )
+        await testGracefulShutdown { trigger in
+            let run = Task { try await (pool as any Service).run() }
+            await clock.waitForSleepers(1)  // the tick loop is running
+            trigger.triggerGracefulShutdown()
+            try? await run.value
+        }
+        #expect(clock.sleeperCount == 0)
+        await #expect(throws: HAError.self) { _ = try await pool.acquire() }
+    }
+    #endif
 }

@@ -1,6 +1,10 @@
+public import CoreMetrics
 public import Logging
 public import Patroni
 public import PGClient
+#if ServiceLifecycle
+public import ServiceLifecycle
+#endif
 
 /// An HA-aware connection pool for a Patroni cluster (the seed's `PatroniHAPool`).
 ///
@@ -45,10 +49,11 @@ public final class PatroniHAPool: Sendable {
     ///   - additionalDatabases: more databases served through the same topology (e.g. the shared one).
     ///   - source: where topology comes from; defaults to the Patroni REST API of `config`.
     ///   - clock: the pool's time (tests inject a fake one).
+    ///   - metrics: where the counters go (swift-metrics); default: the bootstrapped `MetricsSystem`.
     public init(
         config: PatroniClusterConfig, additionalDatabases: [String] = [],
         source: (any TopologySource)? = nil, clock: any PoolClock = SystemPoolClock(),
-        logger: Logger = Logger(label: "pgha.pool")
+        logger: Logger = Logger(label: "pgha.pool"), metrics: (any MetricsFactory)? = nil
     ) throws(ConfigurationError) {
         var dbs = [config.database]
         for db in additionalDatabases where !dbs.contains(db) { dbs.append(db) }
@@ -60,17 +65,28 @@ public final class PatroniHAPool: Sendable {
         }
         self.executor = PoolExecutor(
             config: config, databases: dbs, source: topologySource, factory: LibPQConnectionFactory(),
-            clock: clock, random: { Double.random(in: 0..<1) }, logger: logger
+            clock: clock, random: { Double.random(in: 0..<1) }, logger: logger,
+            metrics: metrics ?? MetricsSystem.factory
         )
     }
 
     // MARK: - Life cycle
 
     /// Runs the pool's background work (REST polling, leader checks, warm-ups) in a task group
-    /// until the pool is closed; cancelling the calling task closes the pool. Returns when nothing
-    /// of the pool runs any more and every connection is closed.
+    /// until the pool is closed; cancelling the calling task closes the pool. With the package
+    /// trait `ServiceLifecycle` the pool is a swift-service-lifecycle `Service` (like PostgresNIO's
+    /// `PostgresClient`) and a graceful shutdown of its `ServiceGroup` closes it too. Returns when
+    /// nothing of the pool runs any more and every connection is closed.
     public func run() async {
+        #if ServiceLifecycle
+        await withGracefulShutdownHandler {
+            await executor.run()
+        } onGracefulShutdown: {
+            self.executor.beginClose()
+        }
+        #else
         await executor.run()
+        #endif
     }
 
     /// Waits until a leader is confirmed writable, up to `timeout` (default `failoverTimeout`).
@@ -202,3 +218,7 @@ public final class PatroniHAPool: Sendable {
         executor.feed { [clock = executor.clock] in $0.refreshRequested(now: clock.now) }
     }
 }
+
+#if ServiceLifecycle
+extension PatroniHAPool: Service {}
+#endif

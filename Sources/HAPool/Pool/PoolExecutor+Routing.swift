@@ -114,7 +114,7 @@ extension PoolExecutor {
         if closed { return .closed }
         if fallback {
             if config.replicaFallback == .fail { return .noReplica }
-            counters.replicaFallbacks.add(1, ordering: .relaxed)
+            counters.replicaFallbacks.increment()
         }
         guard let target else { return .noLeader }
         if let cached { return .lease(cached, isReplica: isReplica) }
@@ -132,7 +132,7 @@ extension PoolExecutor {
     private func checkoutFailed(_ error: HAError, pool: Pool, loop: inout RetryLoop) -> RetryLoop.Step {
         let (step, nodeFailed) = loop.checkoutFailed(error, poolClosed: route.withLock { $0.closed }, random: random())
         if nodeFailed { feed { $0.connectionFailed(pool.node, now: clock.now) } }
-        if case .retry = step { counters.retries.add(1, ordering: .relaxed) }
+        if case .retry = step { counters.retries.increment() }
         return step
     }
 

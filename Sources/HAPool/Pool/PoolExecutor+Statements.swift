@@ -51,11 +51,11 @@ extension PoolExecutor {
         if nodeFailed { feed { $0.connectionFailed(lease.node, now: clock.now) } }
         switch step {
         case .retry, .waitForLeader:
-            counters.retries.add(1, ordering: .relaxed)
+            counters.retries.increment()
             logger.debug("retrying", metadata: ["node": "\(lease.node)", "attempt": "\(loop.attempts)", "code": "\(error.code)"])
         case .fail(let failure):
-            counters.errors.add(1, ordering: .relaxed)
-            if failure.code == .outcomeUnknown { counters.outcomeUnknown.add(1, ordering: .relaxed) }
+            counters.errors.increment()
+            if failure.code == .outcomeUnknown { counters.outcomeUnknown.increment() }
             throw failure
         }
     }
@@ -91,7 +91,7 @@ extension PoolExecutor {
                 committing = true
                 try await commit(conn)
                 lease.pool.checkin(conn)
-                counters.writes.add(1, ordering: .relaxed)
+                counters.writes.increment()
                 return value
             } catch let error as PGError {
                 if !error.isConnectionLevel, error.sqlState != "25006" { await rollback(conn) }
@@ -117,7 +117,7 @@ extension PoolExecutor {
             if FailureClassifier.classify(error, rerunIsSafe: true).nodeFailed {
                 feed { $0.connectionFailed(lease.node, now: clock.now) }
             }
-            counters.errors.add(1, ordering: .relaxed)
+            counters.errors.increment()
             throw error
         }
     }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import Patroni
 import PGClient
@@ -31,7 +32,7 @@ final class PoolExecutor<Factory: PoolConnectionFactory>: Sendable {
     let machine: Mutex<TopologyStateMachine>
     let pools = Mutex<[PoolKey: Pool]>([:])
     let route = Mutex(Route<Factory>())
-    let counters = StatisticsCounters()
+    let counters: StatisticsCounters
     let diagnostics = PoolDiagnostics()
     private let wakeup = Wakeup()
     private let work: AsyncStream<Work>
@@ -59,8 +60,10 @@ final class PoolExecutor<Factory: PoolConnectionFactory>: Sendable {
 
     init(
         config: PatroniClusterConfig, databases: [String], source: any TopologySource, factory: Factory,
-        clock: any PoolClock, random: @escaping @Sendable () -> Double, logger: Logger
+        clock: any PoolClock, random: @escaping @Sendable () -> Double, logger: Logger,
+        metrics: any MetricsFactory = MetricsSystem.factory
     ) {
+        self.counters = StatisticsCounters(factory: metrics)
         self.config = config
         self.databases = databases
         self.source = source
@@ -240,7 +243,7 @@ final class PoolExecutor<Factory: PoolConnectionFactory>: Sendable {
             if failed > 0 { logger.notice("topology refresh works again", metadata: ["failed_refreshes": "\(failed)"]) }
             feed { $0.fetchSucceeded(topology, now: now) }
         } catch {
-            counters.topologyRefreshFailures.add(1, ordering: .relaxed)
+            counters.topologyRefreshFailures.increment()
             // Once per streak at warning (during an outage this runs with every backoff step).
             if diagnostics.fetchFailed(error) == 1 {
                 logger.warning("topology refresh failed", metadata: ["error": "\(error)"])
