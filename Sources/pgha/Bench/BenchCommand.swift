@@ -63,6 +63,7 @@ struct BenchCommand: AsyncParsableCommand {
             }
             let async = await interleavedAsync(blocks: blocks / 2, block: block, [
                 ("raw libpq PQexec", { raw.select1() }),
+                ("PGClient async", { _ = try? await conn.query("SELECT 1") }),
                 ("pool query async", { _ = try? await pool.query("SELECT 1") }),
             ])
             await pool.close()
