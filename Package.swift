@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // pgha: move a PostgreSQL application from a single node to a Patroni HA cluster, and keep it
 // connected through every failover afterwards.
 //
@@ -31,11 +31,23 @@ let package = Package(
         .library(name: "Migration", targets: ["Migration"]),
         .executable(name: "pgha", targets: ["pgha"]),
     ],
+    traits: [
+        // Off by default: swift-service-lifecycle brings swift-async-algorithms and
+        // swift-collections, which would add ~1 min to a clean debug build (docs/POOL.md).
+        .trait(
+            name: "ServiceLifecycle",
+            description: "PatroniHAPool conforms to swift-service-lifecycle's Service (graceful shutdown closes the pool)."
+        ),
+        .default(enabledTraits: []),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // Tests only: generators for the property-based tests of every parser.
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
@@ -61,6 +73,8 @@ let package = Package(
                 "PGClient", "Patroni", "PlainText",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle", condition: .when(traits: ["ServiceLifecycle"])),
             ],
             swiftSettings: swiftSettings
         ),
@@ -88,6 +102,8 @@ let package = Package(
                 "HAPool", "Verification", "Migration", "Sandbox", "PGClient", "Patroni", "CLibPQ", "BlockingIO", "PlainText",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -110,9 +126,18 @@ let package = Package(
             dependencies: ["Patroni", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
             resources: [.copy("Fixtures")], swiftSettings: swiftSettings
         ),
+        // Test doubles of the HA pool's executor: a fake clock, connections, topology source.
+        .target(name: "HAPoolTesting", dependencies: ["HAPool", "Patroni", "PGClient"], path: "Tests/HAPoolTesting", swiftSettings: swiftSettings),
         .testTarget(
             name: "HAPoolTests",
-            dependencies: ["HAPool", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: [
+                "HAPool", "HAPoolTesting", "TestSupport", "Patroni", "PGClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle", condition: .when(traits: ["ServiceLifecycle"])),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle", condition: .when(traits: ["ServiceLifecycle"])),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -20,6 +20,10 @@ public struct SeedVerification: Sendable {
     public var table = "pgha_verify"
     /// How long a written row may take to appear on a replica.
     public var replicationWait: Duration = .seconds(5)
+    /// How long pool initialization may wait for a leader (nil: `failoverTimeout`). One-shot
+    /// commands pass `DualDatabasePools.oneShotStartTimeout` so a broken REST API is reported
+    /// within seconds.
+    public var startTimeout: Duration?
 
     public init(pools: DualDatabasePools) {
         self.pools = pools
@@ -36,7 +40,7 @@ public struct SeedVerification: Sendable {
         var results: [CheckResult] = []
         let started = ContinuousClock.now
         let startError: HAError?
-        do { try await pools.start(); startError = nil } catch { startError = error }
+        do { try await pools.start(timeout: startTimeout); startError = nil } catch { startError = error }
         var initResult = poolInitialization(startError)
         initResult.durationMs = (ContinuousClock.now - started).asSeconds * 1000
         results.append(initResult)

@@ -80,17 +80,89 @@ import Testing
         #expect(done.contains(.failoverCompleted(from: n1, to: n2, unavailable: .milliseconds(80))))
     }
 
-    @Test func connectionFailureOnLeaderStopsWritesAtOnceAndPollsFast() {
+    @Test func connectionFailureOnLeaderStopsWritesAtOnceAndRefetches() {
         var m = ready()
         let actions = m.connectionFailed(n1, now: at(500))
         #expect(actions.contains(.drainPool(n1)))
         #expect(actions.contains(.fetchTopology))
         #expect(m.routing.writer == nil)
         #expect(m.isFailingOver)
-        // while failing over, the fetch cadence is the fast one
-        _ = m.fetchFailed(now: at(505))
-        #expect(m.nextTick(now: at(510)) == .milliseconds(10))
-        #expect(m.tick(now: at(520)) == [.fetchTopology])
+        // a failed fetch pauses the first backoff step (20 ms at jitter 1) before the next one
+        _ = m.fetchFailed(now: at(505), jitter: 1)
+        #expect(m.nextTick(now: at(510)) == .milliseconds(15))
+        #expect(m.tick(now: at(520)) == [])
+        #expect(m.tick(now: at(525)) == [.fetchTopology])
+    }
+
+    @Test func backoffDoublesWithEqualJitterUpToTheCap() {
+        let s = TopologyStateMachine.Settings()
+        #expect(s.fetchBackoff(afterFailures: 1, jitter: 0) == .milliseconds(10))
+        #expect(s.fetchBackoff(afterFailures: 1, jitter: 1) == .milliseconds(20))
+        #expect(s.fetchBackoff(afterFailures: 3, jitter: 0) == .milliseconds(40))
+        #expect(s.fetchBackoff(afterFailures: 3, jitter: 0.5) == .milliseconds(60))
+        #expect(s.fetchBackoff(afterFailures: 8, jitter: 1) == .seconds(2))
+        #expect(s.fetchBackoff(afterFailures: 200, jitter: 0) == .seconds(1))
+    }
+
+    /// Fetches the machine asks for in `span` when every answer fails (`failing`) or when every
+    /// answer is usable but names no leader (an election in progress).
+    func fetches(in span: Duration, failing: Bool, jitter: Double) -> Int {
+        var m = TopologyStateMachine(settings: TopologyStateMachine.Settings(), now: at(0))
+        var now = at(0)
+        var count = 0
+        var pending = m.start(now: now).contains(.fetchTopology)
+        while now < at(0) + span {
+            if pending {
+                count += 1
+                pending = false
+                // the answer takes 1 ms
+                now = now + .milliseconds(1)
+                if failing {
+                    _ = m.fetchFailed(now: now, jitter: jitter)
+                } else {
+                    _ = m.fetchSucceeded(topology(leader: nil, replicas: [member(n2, .replica)]), now: now)
+                }
+            }
+            now = now + max(m.nextTick(now: now), .milliseconds(1))
+            pending = m.tick(now: now).contains(.fetchTopology)
+        }
+        return count
+    }
+
+    @Test func aFailingAPIIsPolledAboutOnceASecondAnElectionEvery20ms() {
+        let failing = fetches(in: .seconds(30), failing: true, jitter: 0.5)
+        // 7 growing pauses (15 ms … 0.96 s), then one every 1.5 s on average
+        #expect(failing >= 15 && failing <= 30, "\(failing)")
+        #expect(fetches(in: .seconds(30), failing: true, jitter: 0) <= 40)
+        #expect(fetches(in: .seconds(30), failing: true, jitter: 1) >= 12)
+        let election = fetches(in: .seconds(30), failing: false, jitter: 0.5)
+        #expect(election > 1000, "a healthy API that reports no leader yet keeps the fast cadence (\(election))")
+    }
+
+    @Test func requestsDuringABackoffAreDeferredNotDropped() {
+        var m = ready()
+        _ = m.refreshRequested(now: at(10))
+        _ = m.fetchFailed(now: at(20), jitter: 1)  // no fetch before 40 ms
+        #expect(m.refreshRequested(now: at(25)) == [])
+        #expect(!m.connectionFailed(n2, now: at(26)).contains(.fetchTopology))
+        // the leader is still confirmed (ready), yet the deferred request is served when the pause ends
+        #expect(m.nextTick(now: at(30)) == .milliseconds(10))
+        #expect(m.tick(now: at(40)) == [.fetchTopology])
+    }
+
+    @Test func aUsableAnswerEndsTheBackoff() {
+        var m = TopologyStateMachine(settings: settings, now: at(0))
+        _ = m.start(now: at(0))
+        _ = m.fetchFailed(now: at(1), jitter: 1)
+        _ = m.tick(now: at(21))
+        _ = m.fetchFailed(now: at(22), jitter: 1)  // second failure: 40 ms
+        #expect(m.backoffUntil == at(62))
+        #expect(m.tick(now: at(61)) == [])
+        #expect(m.tick(now: at(62)) == [.fetchTopology])
+        _ = m.fetchSucceeded(topology(leader: nil, replicas: []), now: at(63))
+        #expect(m.backoffUntil == nil)
+        #expect(m.consecutiveFetchFailures == 0)
+        #expect(m.nextTick(now: at(63)) == .milliseconds(19))
     }
 
     @Test func restStillNamingTheLostLeaderNeedsAFreshConfirmation() {
@@ -175,7 +247,7 @@ import Testing
     @Test func fetchFailureKeepsRoutingAndCounts() {
         var m = ready()
         _ = m.refreshRequested(now: at(10))
-        #expect(m.fetchFailed(now: at(20)) == [])
+        #expect(m.fetchFailed(now: at(20), jitter: 0.5) == [])
         #expect(m.routing.writer == n1)
         #expect(m.consecutiveFetchFailures == 1)
     }

@@ -95,9 +95,15 @@ public final class DualDatabasePools: Sendable {
         }
     }
 
-    /// Connects: in Patroni mode discovers the leader; in single-node mode opens each pool.
-    public func start() async throws(HAError) {
-        if let patroniPool { try await patroniPool.start() }
+    /// What a one-shot command (`pgha health`, `verify`, a migration gate) waits for a leader at
+    /// most: long enough for a few REST answers and a leader check, short enough to report a broken
+    /// API within seconds. An application's pool waits up to `failoverTimeout`.
+    public static let oneShotStartTimeout: Duration = .seconds(3)
+
+    /// Connects: in Patroni mode discovers the leader (waiting up to `timeout`, default
+    /// `failoverTimeout`); in single-node mode opens each pool.
+    public func start(timeout: Duration? = nil) async throws(HAError) {
+        if let patroniPool { try await patroniPool.start(timeout: timeout) }
         for pool in singlePools { try await pool.start() }
     }
 

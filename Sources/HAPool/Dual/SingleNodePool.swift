@@ -4,7 +4,7 @@ public import PGClient
 /// are retried with the seed's backoff; a statement whose outcome is unknown is never re-run.
 public final class SingleNodePool: Sendable {
     public let config: SingleNodeConfig
-    let pool: NodePool
+    let pool: NodePool<LibPQConnectionFactory>
     let retry: RetryPolicy
     let counters = StatisticsCounters()
 
@@ -18,7 +18,7 @@ public final class SingleNodePool: Sendable {
         template.sslKey = config.tls.sslKey
         template.connectTimeout = config.connectTimeout
         template.applicationName = config.applicationName
-        self.pool = NodePool(node: NodeAddress(host: config.host, port: config.port), template: template, minConnections: config.minConnections, maxConnections: config.maxConnections)
+        self.pool = NodePool(node: NodeAddress(host: config.host, port: config.port), template: template, minConnections: config.minConnections, maxConnections: config.maxConnections, factory: LibPQConnectionFactory(), clock: SystemPoolClock())
     }
 
     public var node: NodeAddress { pool.node }
@@ -41,10 +41,10 @@ public final class SingleNodePool: Sendable {
                 attempt += 1
                 let auth = error.underlying?.code == .authenticationFailed
                 guard !auth, error.code == .connectionFailed, attempt <= retry.maxRetries else {
-                    counters.errors.add(1, ordering: .relaxed)
+                    counters.errors.increment()
                     throw error
                 }
-                counters.retries.add(1, ordering: .relaxed)
+                counters.retries.increment()
                 do { try await Task.sleep(for: retry.delay(beforeRetry: attempt, random: .random(in: 0..<1))) } catch {
                     throw HAError(.cancelled, "cancelled while waiting to retry")
                 }
@@ -65,15 +65,15 @@ public final class SingleNodePool: Sendable {
             } catch {
                 pool.checkin(conn)
                 let (decision, _) = FailureClassifier.classify(error, rerunIsSafe: idempotent)
-                counters.errors.add(1, ordering: .relaxed)
+                counters.errors.increment()
                 switch decision {
                 case .retry where attempt <= retry.maxRetries:
-                    counters.retries.add(1, ordering: .relaxed)
+                    counters.retries.increment()
                     continue
                 case .retry, .fail:
                     throw HAError(error.isConnectionLevel ? .connectionFailed : .queryFailed, "statement failed", node: node, underlying: error, attempts: attempt)
                 case .outcomeUnknown:
-                    counters.outcomeUnknown.add(1, ordering: .relaxed)
+                    counters.outcomeUnknown.increment()
                     throw HAError(.outcomeUnknown, "the connection failed after the statement was sent; it may or may not have been applied", node: node, underlying: error, attempts: attempt)
                 }
             }

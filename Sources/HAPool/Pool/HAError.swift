@@ -36,6 +36,8 @@ public struct HAError: Error, Sendable, CustomStringConvertible {
     public var underlying: PGError?
     /// How many attempts were made.
     public var attempts: Int
+    /// For `.topologyUnavailable`: the last cause per Patroni REST host ("host:port" → cause).
+    public var restFailures: [String: String] = [:]
 
     public init(_ code: Code, _ message: String, node: NodeAddress? = nil, underlying: PGError? = nil, attempts: Int = 1) {
         self.code = code
@@ -49,6 +51,9 @@ public struct HAError: Error, Sendable, CustomStringConvertible {
         var text = "\(code): \(message)"
         if let node { text += " [\(node)]" }
         if let underlying { text += " (\(underlying))" }
+        if !restFailures.isEmpty {
+            text += "; " + restFailures.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
+        }
         return text
     }
 

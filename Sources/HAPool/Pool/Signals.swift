@@ -21,10 +21,10 @@ final class Wakeup: Sendable {
         waiter?.resume()
     }
 
-    /// Returns when signalled, cancelled, or after `timeout`.
-    func wait(timeout: Duration) async {
+    /// Returns when signalled, cancelled, or at `deadline` on `clock`.
+    func wait(until deadline: ContinuousClock.Instant, clock: any PoolClock) async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: timeout) }
+            group.addTask { try? await clock.sleep(until: deadline) }
             group.addTask { await self.waitForSignal() }
             await group.next()
             group.cancelAll()

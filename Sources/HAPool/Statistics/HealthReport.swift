@@ -55,57 +55,6 @@ public struct HealthReport: Sendable, Codable {
         encoder.keyEncodingStrategy = .convertToSnakeCase
         return (try? encoder.encode(self)).flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
     }
-
-    /// Prometheus text exposition format (version 0.0.4).
-    public func prometheusText() -> String {
-        var out = ""
-        func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, Double)]) {
-            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-            for (labels, value) in samples {
-                let formatted = value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
-                out += "\(name)\(labels.isEmpty ? "" : "{\(labels)}") \(formatted)\n"
-            }
-        }
-        func label(_ pairs: [(String, String)]) -> String {
-            pairs.map { "\($0.0)=\"\($0.1.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"" }.joined(separator: ",")
-        }
-        metric("pgha_up", "gauge", "1 when the pools can serve writes.", [("mode=\"\(mode)\"", healthy ? 1 : 0)])
-        for db in [project, shared].compactMap({ $0 }) {
-            metric("pgha_database_up", "gauge", "1 when the database answers.", [(label([("role", db.role), ("database", db.database)]), db.status == "healthy" ? 1 : 0)])
-        }
-        if let cluster = haCluster {
-            let s = cluster.statistics
-            let counters: [(String, String, Int)] = [
-                ("pgha_failovers_total", "Leader changes completed.", s.failovers),
-                ("pgha_topology_refreshes_total", "Successful topology refreshes.", s.topologyRefreshes),
-                ("pgha_topology_refresh_failures_total", "Refreshes where no REST host answered.", s.topologyRefreshFailures),
-                ("pgha_reads_total", "Read statements served.", s.reads),
-                ("pgha_writes_total", "Write statements served.", s.writes),
-                ("pgha_errors_total", "Statements that failed.", s.errors),
-                ("pgha_retries_total", "Attempts retried.", s.retries),
-                ("pgha_outcome_unknown_total", "Statements whose outcome is unknown (never re-run).", s.outcomeUnknown),
-                ("pgha_replica_fallbacks_total", "readOnly requests served by the leader.", s.replicaFallbacks),
-            ]
-            for (name, help, value) in counters { metric(name, "counter", help, [("", Double(value))]) }
-            let members = (cluster.primary.map { [$0] } ?? []) + cluster.replicas
-            metric("pgha_member_lag_bytes", "gauge", "Replication lag per member (bytes).",
-                   members.compactMap { m in m.lagBytes.map { (label([("member", m.name), ("role", m.role)]), Double($0)) } })
-            metric("pgha_member_in_read_rotation", "gauge", "1 when the member serves readOnly traffic.",
-                   cluster.replicas.map { (label([("member", $0.name)]), $0.inReadRotation ? 1 : 0) })
-            var poolSamples: [(String, Double)] = []
-            for (database, usages) in cluster.pools.sorted(by: { $0.key < $1.key }) {
-                for u in usages {
-                    poolSamples.append((label([("database", database), ("node", u.node.description), ("state", "idle")]), Double(u.idle)))
-                    poolSamples.append((label([("database", database), ("node", u.node.description), ("state", "in_use")]), Double(u.inUse)))
-                }
-            }
-            metric("pgha_pool_connections", "gauge", "Connections per node pool.", poolSamples)
-            if let p50 = s.refreshLatencyP50Ms, let p99 = s.refreshLatencyP99Ms {
-                metric("pgha_topology_refresh_latency_ms", "gauge", "Topology refresh latency.", [("quantile=\"0.5\"", p50), ("quantile=\"0.99\"", p99)])
-            }
-        }
-        return out
-    }
 }
 
 extension DualDatabasePools {
@@ -169,7 +118,7 @@ extension PatroniHAPool {
         var cluster = HealthReport.ClusterHealth(primary: primary, replicas: replicas, statistics: statistics(), pools: poolUsage())
         guard table.writer != nil else {
             // No confirmed leader: do not wait another failover timeout for one.
-            cluster.error = "no confirmed writable leader"
+            cluster.error = executor.noLeaderExplanation
             return cluster
         }
         let started = ContinuousClock.now

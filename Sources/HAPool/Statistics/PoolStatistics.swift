@@ -1,3 +1,4 @@
+import CoreMetrics
 import Synchronization
 
 /// Counters of a pool (the seed's `get_statistics()`), plus pgha's own.
@@ -20,32 +21,69 @@ public struct PoolStatistics: Sendable, Hashable, Codable {
     public init() {}
 }
 
-/// Lock-free counters updated on the hot path.
+/// One counter: a local atomic (for `statistics()` and health reports) and the same increments
+/// through swift-metrics, so an application's metrics backend sees them under `label`.
+final class MetricCounter: Sendable {
+    private let local = Atomic<Int>(0)
+    private let exported: CoreMetrics.Counter
+
+    init(_ label: String, factory: any MetricsFactory) {
+        exported = CoreMetrics.Counter(label: label, dimensions: [], factory: factory)
+    }
+
+    func increment(by amount: Int = 1) {
+        local.add(amount, ordering: .relaxed)
+        exported.increment(by: amount)
+    }
+
+    var value: Int { local.load(ordering: .relaxed) }
+}
+
+/// The pool's counters, updated on the hot path. Their swift-metrics labels are the Prometheus
+/// names `pgha health --prometheus` prints (docs/POOL.md lists them); refresh latency is also a
+/// swift-metrics `Timer` (`pgha_topology_refresh_seconds`).
 final class StatisticsCounters: Sendable {
-    let failovers = Atomic<Int>(0)
-    let topologyRefreshes = Atomic<Int>(0)
-    let topologyRefreshFailures = Atomic<Int>(0)
-    let reads = Atomic<Int>(0)
-    let writes = Atomic<Int>(0)
-    let errors = Atomic<Int>(0)
-    let retries = Atomic<Int>(0)
-    let outcomeUnknown = Atomic<Int>(0)
-    let replicaFallbacks = Atomic<Int>(0)
+    let failovers: MetricCounter
+    let topologyRefreshes: MetricCounter
+    let topologyRefreshFailures: MetricCounter
+    let reads: MetricCounter
+    let writes: MetricCounter
+    let errors: MetricCounter
+    let retries: MetricCounter
+    let outcomeUnknown: MetricCounter
+    let replicaFallbacks: MetricCounter
+    private let refreshTimer: CoreMetrics.Timer
     private let lastFailover = Mutex<Double?>(nil)
     /// The last 1,024 refresh latencies (seconds), a ring.
     private let latencies = Mutex<LatencyRing>(LatencyRing(capacity: 1024))
 
+    /// - Parameter factory: where the counters go besides `snapshot` (default: the process's
+    ///   bootstrapped `MetricsSystem`, a no-op until the application bootstraps one).
+    init(factory: any MetricsFactory = MetricsSystem.factory) {
+        failovers = MetricCounter("pgha_failovers_total", factory: factory)
+        topologyRefreshes = MetricCounter("pgha_topology_refreshes_total", factory: factory)
+        topologyRefreshFailures = MetricCounter("pgha_topology_refresh_failures_total", factory: factory)
+        reads = MetricCounter("pgha_reads_total", factory: factory)
+        writes = MetricCounter("pgha_writes_total", factory: factory)
+        errors = MetricCounter("pgha_errors_total", factory: factory)
+        retries = MetricCounter("pgha_retries_total", factory: factory)
+        outcomeUnknown = MetricCounter("pgha_outcome_unknown_total", factory: factory)
+        replicaFallbacks = MetricCounter("pgha_replica_fallbacks_total", factory: factory)
+        refreshTimer = CoreMetrics.Timer(label: "pgha_topology_refresh_seconds", dimensions: [], factory: factory)
+    }
+
     func recordFailover(unavailable: Duration) {
-        failovers.add(1, ordering: .relaxed)
+        failovers.increment()
         lastFailover.withLock { $0 = unavailable.asSeconds }
     }
 
     func countStatement(readOnly: Bool) {
-        if readOnly { reads.add(1, ordering: .relaxed) } else { writes.add(1, ordering: .relaxed) }
+        if readOnly { reads.increment() } else { writes.increment() }
     }
 
     func recordRefresh(latency: Duration) {
-        topologyRefreshes.add(1, ordering: .relaxed)
+        topologyRefreshes.increment()
+        refreshTimer.recordNanoseconds(Int64(latency.asSeconds * 1e9))
         latencies.withLock { $0.append(latency.asSeconds) }
     }
 
@@ -54,15 +92,15 @@ final class StatisticsCounters: Sendable {
 
     var snapshot: PoolStatistics {
         var s = PoolStatistics()
-        s.failovers = failovers.load(ordering: .relaxed)
-        s.topologyRefreshes = topologyRefreshes.load(ordering: .relaxed)
-        s.topologyRefreshFailures = topologyRefreshFailures.load(ordering: .relaxed)
-        s.reads = reads.load(ordering: .relaxed)
-        s.writes = writes.load(ordering: .relaxed)
-        s.errors = errors.load(ordering: .relaxed)
-        s.retries = retries.load(ordering: .relaxed)
-        s.outcomeUnknown = outcomeUnknown.load(ordering: .relaxed)
-        s.replicaFallbacks = replicaFallbacks.load(ordering: .relaxed)
+        s.failovers = failovers.value
+        s.topologyRefreshes = topologyRefreshes.value
+        s.topologyRefreshFailures = topologyRefreshFailures.value
+        s.reads = reads.value
+        s.writes = writes.value
+        s.errors = errors.value
+        s.retries = retries.value
+        s.outcomeUnknown = outcomeUnknown.value
+        s.replicaFallbacks = replicaFallbacks.value
         s.lastFailoverUnavailableSeconds = lastFailover.withLock { $0 }
         let sorted = refreshLatencies.sorted()
         s.refreshLatencyP50Ms = Percentile.of(sorted, 0.50).map { $0 * 1000 }

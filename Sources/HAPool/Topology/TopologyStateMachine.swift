@@ -58,17 +58,34 @@ public struct TopologyStateMachine: Sendable {
         public var maxReplicaLagBytes: Int64
         /// A replica whose connection failed stays out of the rotation this long (or until a fetch after it).
         public var replicaQuarantine: Duration
+        /// The pause after the first failed fetch (no REST host gave a usable answer); it doubles
+        /// with every further failure up to `fetchBackoffMax`, each pause spread over its upper
+        /// half by the jitter the executor passes in.
+        public var fetchBackoffInitial: Duration
+        public var fetchBackoffMax: Duration
 
         public init(
             refreshInterval: Duration = .seconds(30), failoverPollInterval: Duration = .milliseconds(20),
             probeRetryInterval: Duration = .milliseconds(5), maxReplicaLagBytes: Int64 = 1 << 20,
-            replicaQuarantine: Duration = .seconds(1)
+            replicaQuarantine: Duration = .seconds(1), fetchBackoffInitial: Duration = .milliseconds(20),
+            fetchBackoffMax: Duration = .seconds(2)
         ) {
             self.refreshInterval = refreshInterval
             self.failoverPollInterval = failoverPollInterval
             self.probeRetryInterval = probeRetryInterval
             self.maxReplicaLagBytes = maxReplicaLagBytes
             self.replicaQuarantine = replicaQuarantine
+            self.fetchBackoffInitial = fetchBackoffInitial
+            self.fetchBackoffMax = fetchBackoffMax
+        }
+
+        /// The pause after `failures` consecutive failed fetches, `jitter` in `0..<1`: the capped
+        /// exponential delay `d`, spread over `[d/2, d]` ("equal jitter", so a hundred pools that
+        /// lost the API at the same moment do not come back in step).
+        public func fetchBackoff(afterFailures failures: Int, jitter: Double) -> Duration {
+            let exponent = min(max(failures, 1) - 1, 30)
+            let capped = min(fetchBackoffMax, fetchBackoffInitial * (1 << exponent))
+            return capped / 2 + capped / 2 * min(max(jitter, 0), 1)
         }
     }
 
@@ -108,6 +125,10 @@ public struct TopologyStateMachine: Sendable {
     private var pools: Set<NodeAddress> = []
     /// Consecutive failed fetches (all REST hosts failed).
     public private(set) var consecutiveFetchFailures = 0
+    /// After a failed fetch: no fetch before this instant (backoff); nil after a usable answer.
+    public private(set) var backoffUntil: Instant?
+    /// A fetch was requested during the backoff: it is made when the backoff ends.
+    private var fetchDeferred = false
 
     public init(settings: Settings, now: Instant) {
         self.settings = settings
@@ -144,9 +165,7 @@ public struct TopologyStateMachine: Sendable {
     /// How long until the next `tick` has something to do.
     public func nextTick(now: Instant) -> Duration {
         if case .closed = leaderState { return settings.refreshInterval }
-        let interval = isFailingOver ? settings.failoverPollInterval : settings.refreshInterval
-        var wait = interval
-        if let last = lastFetchStarted { wait = max(.zero, (last + interval) - now) }
+        var wait = max(.zero, nextFetchDue(now: now) - now)
         for until in quarantined.values { wait = min(wait, max(.zero, until - now)) }
         return wait
     }
@@ -162,6 +181,8 @@ public struct TopologyStateMachine: Sendable {
         fetchInFlight = false
         if case .closed = leaderState { return [] }
         consecutiveFetchFailures = 0
+        backoffUntil = nil
+        fetchDeferred = false
         lastFetchCompleted = now
         topology = observed
         var actions: [TopologyAction] = []
@@ -219,13 +240,20 @@ public struct TopologyStateMachine: Sendable {
 
     /// Every REST host failed (or answered garbage). Routing keeps what it has: PostgreSQL may be
     /// fine while the API is not; connection failures still move the leader out.
-    public mutating func fetchFailed(now: Instant) -> [TopologyAction] {
+    ///
+    /// The next fetch waits `settings.fetchBackoff(afterFailures:jitter:)` (`jitter` in `0..<1`
+    /// from the executor's random source): a failing API is not polled every 20 ms. Requests
+    /// that arrive meanwhile (connection failures, probe failures, an operator's refresh) are
+    /// served when the pause ends. Only a usable answer that shows an election in progress keeps
+    /// the fast `failoverPollInterval`.
+    public mutating func fetchFailed(now: Instant, jitter: Double) -> [TopologyAction] {
         fetchInFlight = false
         if case .closed = leaderState { return [] }
         consecutiveFetchFailures += 1
+        backoffUntil = now + settings.fetchBackoff(afterFailures: consecutiveFetchFailures, jitter: jitter)
         if fetchAgain {
             fetchAgain = false
-            return requestFetch(now: now)
+            fetchDeferred = true
         }
         return []
     }
@@ -296,9 +324,19 @@ public struct TopologyStateMachine: Sendable {
 
     private func isDue(now: Instant) -> Bool {
         guard !fetchInFlight else { return false }
-        guard let last = lastFetchStarted else { return true }
-        let interval = isFailingOver ? settings.failoverPollInterval : settings.refreshInterval
-        return now - last >= interval
+        return now >= nextFetchDue(now: now)
+    }
+
+    /// When the next fetch is due: the periodic interval (fast while failing over), or after a
+    /// failed fetch the end of the backoff (while failing over or when a fetch was requested
+    /// meanwhile; otherwise the later of the backoff and the periodic interval).
+    private func nextFetchDue(now: Instant) -> Instant {
+        guard let last = lastFetchStarted else { return now }
+        if let until = backoffUntil {
+            if isFailingOver || fetchDeferred { return until }
+            return max(until, last + settings.refreshInterval)
+        }
+        return last + (isFailingOver ? settings.failoverPollInterval : settings.refreshInterval)
     }
 
     private mutating func requestFetch(now: Instant) -> [TopologyAction] {
@@ -306,7 +344,12 @@ public struct TopologyStateMachine: Sendable {
             fetchAgain = true
             return []
         }
+        if let until = backoffUntil, now < until {
+            fetchDeferred = true
+            return []
+        }
         fetchInFlight = true
+        fetchDeferred = false
         lastFetchStarted = now
         return [.fetchTopology]
     }

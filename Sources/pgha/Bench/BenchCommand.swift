@@ -15,7 +15,7 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure the pool against raw libpq, topology refresh latency, and failover unavailability.",
         discussion: "Uses the sandbox (pgha sandbox up). Build with -c release for meaningful numbers.",
-        subcommands: [Select1.self, Refresh.self, Failover.self]
+        subcommands: [Select1.self, Refresh.self, Failover.self, RESTLoad.self]
     )
 
     struct SandboxOptions: ParsableArguments {
@@ -63,6 +63,7 @@ struct BenchCommand: AsyncParsableCommand {
             }
             let async = await interleavedAsync(blocks: blocks / 2, block: block, [
                 ("raw libpq PQexec", { raw.select1() }),
+                ("PGClient async", { _ = try? await conn.query("SELECT 1") }),
                 ("pool query async", { _ = try? await pool.query("SELECT 1") }),
             ])
             await pool.close()

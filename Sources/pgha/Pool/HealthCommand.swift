@@ -28,15 +28,17 @@ struct HealthCommand: AsyncParsableCommand {
     func run() async throws {
         let config: DualPoolsConfig
         do { config = try pool.load() } catch let failure as CLIFailure { throw failure.report() }
+        // Before the pools exist, so their counters register with the Prometheus registry.
+        let registry = prometheus ? PrometheusExposition.bootstrap() : nil
         let pools = try DualDatabasePools(config: config)
         var startError: HAError?
-        do { try await pools.start() } catch { startError = error }
+        do { try await pools.start(timeout: DualDatabasePools.oneShotStartTimeout) } catch { startError = error }
         let report = await pools.healthCheck()
         await pools.close()
         if json {
             print(report.json())
-        } else if prometheus {
-            print(report.prometheusText(), terminator: "")
+        } else if let registry {
+            print(PrometheusExposition.text(report, registry: registry), terminator: "")
         } else {
             print(Self.render(report))
             if let startError { printError("error: \(startError)") }

@@ -40,7 +40,9 @@ struct VerifyCommand: AsyncParsableCommand {
             try await drill(pools)
             return
         }
-        let (report, startError) = await SeedVerification(pools: pools).runReportingStart()
+        var verification = SeedVerification(pools: pools)
+        verification.startTimeout = DualDatabasePools.oneShotStartTimeout
+        let (report, startError) = await verification.runReportingStart()
         await pools.close()
         print(json ? report.json() : report.text())
         if let startError { throw ExitCode(ExitCodes.forStartFailure(startError)) }
@@ -51,7 +53,7 @@ struct VerifyCommand: AsyncParsableCommand {
         guard let pool = pools.patroniPool, let client = pool.patroniClient else {
             throw CLIFailure(exitCode: ExitCodes.configuration, message: "the failover drill needs Patroni mode (ENABLE_PATRONI=true)", next: "eval \"$(pgha sandbox env)\" && pgha verify --failover-drill").report()
         }
-        do { try await pools.start() } catch {
+        do { try await pools.start(timeout: DualDatabasePools.oneShotStartTimeout) } catch {
             throw CLIFailure(exitCode: ExitCodes.unreachable, message: "\(error)", next: "pgha health").report()
         }
         var options = FailoverDrill.Options()
