@@ -56,18 +56,15 @@ struct ClusterInspector: Sendable {
         }
         async let clusters = client.clusterFromEach()
         async let config: JSONValue? = try? client.config()
-        let statuses = await withTaskGroup(of: (PatroniEndpoint, Result<PatroniNodeStatus, PatroniError>).self) { group in
+        // The child tasks return a small class, not a tuple with a typed-throws `Result` made in
+        // a `do throws(…)` inside the closure: that shape crashed release builds (Swift 6.3.1,
+        // swift_retain on a freed PatroniEndpoint when the group collected the result).
+        let statuses = await withTaskGroup(of: StatusAnswer.self) { group in
             for endpoint in endpoints {
-                group.addTask {
-                    do throws(PatroniError) {
-                        return (endpoint, .success(try await client.patroni(at: endpoint)))
-                    } catch {
-                        return (endpoint, .failure(error))
-                    }
-                }
+                group.addTask { await StatusAnswer.fetch(endpoint, client: client) }
             }
             var results: [PatroniEndpoint: Result<PatroniNodeStatus, PatroniError>] = [:]
-            for await (endpoint, result) in group { results[endpoint] = result }
+            for await answer in group { results[answer.endpoint] = answer.result }
             return results
         }
         let answers = await clusters
@@ -194,5 +191,26 @@ struct ClusterInspector: Sendable {
         let readers = table.readers.compactMap { $0.address?.description }
         let readText = readers.isEmpty ? "no replica in the read rotation" : "reads to " + readers.joined(separator: ", ")
         return .observed("writes to \(writer) (confirmed not in recovery), \(readText); database \(config.database)")
+    }
+}
+
+/// One `/patroni` answer, as a child task's result.
+final class StatusAnswer: Sendable {
+    let endpoint: PatroniEndpoint
+    let result: Result<PatroniNodeStatus, PatroniError>
+
+    init(endpoint: PatroniEndpoint, result: Result<PatroniNodeStatus, PatroniError>) {
+        self.endpoint = endpoint
+        self.result = result
+    }
+
+    static func fetch(_ endpoint: PatroniEndpoint, client: PatroniClient) async -> StatusAnswer {
+        let result: Result<PatroniNodeStatus, PatroniError>
+        do {
+            result = .success(try await client.patroni(at: endpoint))
+        } catch {
+            result = .failure(error)
+        }
+        return StatusAnswer(endpoint: endpoint, result: result)
     }
 }
