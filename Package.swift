@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "HAPool", targets: ["HAPool"]),
         .library(name: "Verification", targets: ["Verification"]),
         .library(name: "Migration", targets: ["Migration"]),
+        .library(name: "Workload", targets: ["Workload"]),
         .executable(name: "pgha", targets: ["pgha"]),
     ],
     traits: [
@@ -95,11 +96,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // A miniature application for rehearsals: writers and readers through the real way in.
+        .target(name: "Workload", dependencies: ["PGClient", "HAPool"], swiftSettings: swiftSettings),
+
         // CLI
         .executableTarget(
             name: "pgha",
             dependencies: [
-                "HAPool", "Verification", "Migration", "Sandbox", "PGClient", "Patroni", "CLibPQ", "BlockingIO", "PlainText",
+                "HAPool", "Verification", "Migration", "Sandbox", "PGClient", "Patroni", "CLibPQ", "BlockingIO", "PlainText", "Workload",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -110,6 +114,7 @@ let package = Package(
 
         // Tests: pure unit tests per module (no network, mock clock) ...
         .testTarget(name: "PGClientTests", dependencies: ["PGClient"], swiftSettings: swiftSettings),
+        .testTarget(name: "WorkloadTests", dependencies: ["Workload"], swiftSettings: swiftSettings),
         // Test doubles shared by test targets: a loopback HTTP server, and documents mutated by
         // seeded generators for the property-based tests of the parsers.
         .target(

@@ -152,6 +152,40 @@ public final class PatroniClient: Sendable {
         return try await post("/failover", body: ActionBody(candidate: candidate), preferring: target, fallback: answer.endpoint)
     }
 
+    /// `PATCH /config`: merges `patch` into the dynamic configuration in the DCS (a `null` value
+    /// deletes a key: `{"standby_cluster": null}` promotes a standby cluster). Sent to `preferring`
+    /// (the member that acts at once, e.g. the standby leader) when given, else to the leader, else
+    /// to any member that answers; another endpoint is tried only when one cannot be reached.
+    /// - Returns: the configuration Patroni stored.
+    /// - Throws: ``PatroniError/Code/rejected`` with Patroni's text for a 4xx/5xx answer.
+    @discardableResult
+    public func patchConfig(_ patch: JSONValue, preferring: PatroniEndpoint? = nil) async throws(PatroniError) -> JSONValue {
+        var targets: [PatroniEndpoint] = preferring.map { [$0] } ?? []
+        if let answer = try? await cluster() {
+            if let leader = answer.value.leader?.apiEndpoint { targets.append(leader) }
+            targets.append(answer.endpoint)
+        }
+        targets += configuration.endpoints
+        targets = targets.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
+        var lastError: PatroniError?
+        for target in targets {
+            let request: HTTPRequest
+            do {
+                request = try HTTPRequest.json(.patch, url: target.url("/config"), body: patch)
+            } catch {
+                throw PatroniError(error, endpoint: target, path: "/config")
+            }
+            do {
+                let text = try await action(request, path: "/config", endpoint: target)
+                return (try? PatroniDecoder.config(Array(text.utf8), endpoint: target)) ?? .object([:])
+            } catch {
+                guard error.code == .transport, error.httpError?.isConnectFailure == true else { throw error }
+                lastError = error
+            }
+        }
+        throw lastError ?? PatroniError(code: .invalidRequest, path: "/config", message: "no endpoint to send the request to")
+    }
+
     /// `DELETE /switchover`: cancels a scheduled switchover. Returns Patroni's message.
     public func cancelScheduledSwitchover() async throws(PatroniError) -> String {
         let answer = try await cluster()

@@ -31,6 +31,12 @@ public enum SandboxPrerequisites {
         if !FileSystem.isExecutable("/usr/bin/etcd") {
             missing.append(.init(what: "/usr/bin/etcd", install: "apt-get install -y etcd-server"))
         }
+        if !FileSystem.isExecutable(SandboxController.pgbouncerBinary) {
+            missing.append(.init(what: SandboxController.pgbouncerBinary, install: "apt-get install -y pgbouncer"))
+        }
+        if !FileSystem.isExecutable(SandboxController.haproxyBinary) {
+            missing.append(.init(what: SandboxController.haproxyBinary, install: "apt-get install -y haproxy"))
+        }
         if !FileSystem.isExecutable("/usr/bin/etcdctl") {
             missing.append(.init(what: "/usr/bin/etcdctl", install: "apt-get install -y etcd-client"))
         }

@@ -30,6 +30,23 @@ public struct SandboxConfiguration: Codable, Sendable, Equatable {
     public var secrets: SecretFiles
     /// Certificates, when the sandbox was started with `--tls`.
     public var tls: TLSFiles?
+    /// The application's way in: PgBouncer in front of the single node (transaction pooling),
+    /// repointed at the cluster by the migration's cutover.
+    public var pgbouncer: PgBouncer
+
+    /// PgBouncer.
+    public struct PgBouncer: Codable, Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        /// Its directory (config, auth file, unix socket).
+        public var dir: String
+        /// `pgbouncer.ini` (no secret; the cutover rewrites its `[databases]` lines).
+        public var configFile: String
+        /// `userlist.txt` (0600: the passwords).
+        public var authFile: String
+        /// The admin console's user (`admin_users`).
+        public var adminUser: String
+    }
 
     /// The single PostgreSQL server.
     public struct SingleNode: Codable, Sendable, Equatable {
@@ -265,6 +282,9 @@ public struct SandboxOptions: Sendable, Equatable {
         guard (1...10_000).contains(pgbenchScale) else {
             throw SandboxError(.invalidConfiguration, "--pgbench-scale must be between 1 and 10000 (got \(pgbenchScale))")
         }
+        guard pgPort + 1000 <= 65535, pgPort + 1000 != restPort else {
+            throw SandboxError(.invalidConfiguration, "PgBouncer listens on --pg-port + 1000 (\(pgPort + 1000)): choose another --pg-port")
+        }
         guard pgPort != restPort else {
             throw SandboxError(.invalidConfiguration, "--pg-port and --rest-port must differ")
         }
@@ -330,7 +350,11 @@ public struct SandboxOptions: Sendable, Equatable {
                 application: (secretsDir as NSString).appendingPathComponent("app.password"),
                 restAPI: (secretsDir as NSString).appendingPathComponent("restapi.password"),
                 pgpass: (secretsDir as NSString).appendingPathComponent("pgpass")),
-            tls: tlsFiles)
+            tls: tlsFiles,
+            pgbouncer: .init(
+                host: first.description, port: pgPort + 1000, dir: path("pgbouncer"),
+                configFile: path("pgbouncer", "pgbouncer.ini"), authFile: path("pgbouncer", "userlist.txt"),
+                adminUser: "postgres"))
     }
 }
 

@@ -36,8 +36,12 @@ extension SandboxController {
     ///   `.startFailed`, `.timeout`.
     /// - Parameter only: start just these members (the others stay as they are; drills start a
     ///   cluster in steps). Nil: all of them.
+    /// - Parameter haproxyConfig: the config stage's haproxy.cfg: HAProxy is started from it too
+    ///   (routing to whichever member Patroni's `/primary` names: nobody until the cutover promotes
+    ///   the cluster).
     public func startTargetCluster(
-        patroniYML: String, only: [String]? = nil, timeout: Duration = .seconds(60), progress: @escaping @Sendable (String) -> Void = { _ in }
+        patroniYML: String, haproxyConfig: String? = nil, only: [String]? = nil, timeout: Duration = .seconds(60),
+        progress: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws -> TargetStartReport {
         let clock = ContinuousClock()
         let start = clock.now
@@ -62,6 +66,12 @@ extension SandboxController {
         let lock = try await FileLock.acquire(lockFile, timeout: timeout)
         defer { lock.unlock() }
         let wanted = targetMembers.filter { only?.contains($0.name) ?? true }
+        if let haproxyConfig {
+            guard FileSystem.exists(haproxyConfig) else {
+                throw SandboxError(.invalidConfiguration, "cannot read \(haproxyConfig)", advice: "run the migration's config stage first")
+            }
+            try await startHAProxy(config: haproxyConfig, progress: progress)
+        }
 
         let running = targetMembers.filter { pidFile($0.name).livePID(marker: $0.configFile) != nil }
         var toStart = wanted
@@ -128,7 +138,11 @@ extension SandboxController {
     public func stopTargetCluster(purge: Bool = false, timeout: Duration = .seconds(30), progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> [String] {
         let lock = FileSystem.exists(configuration.runDir) ? try await FileLock.acquire(lockFile, timeout: timeout) : nil
         defer { lock?.unlock() }
-        let stopped = await stopMembers(targetMembers, timeout: timeout, progress: progress).stopped
+        var stopped = await stopMembers(targetMembers, timeout: timeout, progress: progress).stopped
+        if let pid = await stopHAProxy() {
+            progress("stopped HAProxy (pid \(pid))")
+            stopped.append("HAProxy")
+        }
         if purge, let postgres = postgresUser {
             let scope = targetMembers.lazy.compactMap { FileSystem.readText(self.renderedCopy(of: $0)) }.compactMap(Self.scope(inPatroniYAML:)).first
             try await wipeTarget(scope: scope ?? configuration.target.scope, postgres: postgres, progress: progress)

@@ -177,6 +177,7 @@ public struct SandboxController: Sendable {
                 SandboxRendering.sharedSampleSQL(configuration), what: "single node: sample data in \(single.sharedDatabase)")
             progress("single node: created \(single.sharedDatabase) with sample data")
         }
+        started += try await bringUpPgBouncer(postgres: postgres, passwords: passwords, deadline: deadline, progress: progress)
         return started
     }
 
@@ -369,6 +370,20 @@ public struct SandboxController: Sendable {
         }
         etcdPID.remove()
 
+        // The application's way in, then the single node.
+        let pgbouncerPID = pidFile("pgbouncer")
+        if let pid = pgbouncerPID.livePID(marker: configuration.pgbouncer.configFile) {
+            progress("stopping PgBouncer (pid \(pid))")
+            Processes.signal(pid, SIGTERM)
+            if !(await Processes.waitForExit(pid, timeout: .seconds(10))) {
+                Processes.signal(pid, SIGKILL)
+                killed.append(pid)
+            }
+            stopped.append("PgBouncer")
+        }
+        pgbouncerPID.remove()
+        if let pid = await stopHAProxy() { stopped.append("HAProxy (pid \(pid))") }
+
         // The single node.
         let singlePID = pidFile("single")
         if let pid = singlePID.livePID(marker: configuration.single.dataDir) {
@@ -438,7 +453,8 @@ public struct SandboxController: Sendable {
         let targetRuns = configuration.target.members.contains { pidFile($0.name).livePID(marker: $0.configFile) != nil }
         async let targetObserved: ObservedCluster? = targetRuns
             ? PatroniClusterObserver(configuration: configuration, cluster: configuration.target).observe() : nil
-        let (single, etcdHealthy, view, targetView) = await (singleInfo, etcdUp, observed, targetObserved)
+        async let pgbouncerUp = pgbouncerAnswers()
+        let (single, etcdHealthy, view, targetView, bouncer) = await (singleInfo, etcdUp, observed, targetObserved, pgbouncerUp)
         let members = memberStatuses(configuration.cluster.members, view: view)
         let target = targetRuns ? memberStatuses(configuration.target.members, view: targetView) : []
         return SandboxStatus(
@@ -447,7 +463,34 @@ public struct SandboxController: Sendable {
                 address: "\(configuration.single.host):\(configuration.single.port)", up: single != nil,
                 version: single?.version, walLevel: single?.walLevel),
             etcd: .init(endpoint: configuration.etcd.clientURL, healthy: etcdHealthy),
-            members: members, targetMembers: target)
+            members: members, targetMembers: target,
+            wayIn: .init(
+                pgbouncer: "\(configuration.pgbouncer.host):\(configuration.pgbouncer.port)", pgbouncerUp: bouncer,
+                pgbouncerTarget: Self.pgbouncerTarget(FileSystem.readText(configuration.pgbouncer.configFile)),
+                haproxyRunning: pidFile("haproxy").read().map(Processes.isAlive) ?? false))
+    }
+
+    func pgbouncerAnswers() async -> Bool {
+        let b = configuration.pgbouncer
+        guard let output = try? await Processes.run(
+            binary("pg_isready"), ["-h", b.host, "-p", String(b.port), "-t", "1"], environment: postgresEnvironment, timeout: .seconds(5))
+        else { return false }
+        return output.succeeded
+    }
+
+    /// `host:port` of the first `[databases]` entry of a pgbouncer.ini.
+    static func pgbouncerTarget(_ ini: String?) -> String? {
+        guard let ini else { return nil }
+        var inDatabases = false
+        for line in ini.split(separator: "\n") {
+            let l = line.trimmingCharacters(in: .whitespaces)
+            if l.hasPrefix("[") { inDatabases = l == "[databases]"; continue }
+            guard inDatabases, !l.hasPrefix(";"), !l.hasPrefix("#"), let eq = l.firstIndex(of: "=") else { continue }
+            let fields = l[l.index(after: eq)...].split(separator: " ").map(String.init)
+            let value = { (key: String) in fields.first { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) } }
+            return "\(value("host") ?? "?"):\(value("port") ?? "5432")"
+        }
+        return nil
     }
 
     func memberStatuses(_ configured: [SandboxConfiguration.Member], view: ObservedCluster?) -> [SandboxStatus.MemberStatus] {

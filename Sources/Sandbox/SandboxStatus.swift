@@ -22,12 +22,35 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
     /// The physical rehearsal's target cluster (`pgha sandbox start-cluster`), when any of it runs;
     /// not part of `healthy` (the migration's sync stage judges it).
     public var targetMembers: [MemberStatus]
+    /// PgBouncer (the application's way in) and HAProxy (started with the target cluster).
+    public var wayIn: WayInStatus
     /// Human-readable reasons why the sandbox is not healthy (empty when it is).
     public var problems: [String]
 
     enum CodingKeys: String, CodingKey {
         case baseDir = "base_dir", healthy, leader, streamingReplicas = "streaming_replicas"
-        case singleNode = "single_node", etcd, members, targetMembers = "target_members", problems
+        case singleNode = "single_node", etcd, members, targetMembers = "target_members", wayIn = "way_in", problems
+    }
+
+    /// PgBouncer and HAProxy.
+    public struct WayInStatus: Codable, Sendable, Equatable {
+        /// `host:port`.
+        public var pgbouncer: String
+        public var pgbouncerUp: Bool
+        /// Where PgBouncer's databases point (`host:port` from its ini), when readable.
+        public var pgbouncerTarget: String?
+        public var haproxyRunning: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case pgbouncer, pgbouncerUp = "pgbouncer_up", pgbouncerTarget = "pgbouncer_target", haproxyRunning = "haproxy_running"
+        }
+
+        public init(pgbouncer: String, pgbouncerUp: Bool, pgbouncerTarget: String? = nil, haproxyRunning: Bool = false) {
+            self.pgbouncer = pgbouncer
+            self.pgbouncerUp = pgbouncerUp
+            self.pgbouncerTarget = pgbouncerTarget
+            self.haproxyRunning = haproxyRunning
+        }
     }
 
     /// The single PostgreSQL server.
@@ -120,8 +143,12 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
 
     /// Builds the report and judges it. Pure: `members` come from the Patroni cluster view merged
     /// with the PID-file check; nothing is asked here.
-    public init(baseDir: String, singleNode: SingleNodeStatus, etcd: EtcdStatus, members: [MemberStatus], targetMembers: [MemberStatus] = []) {
+    public init(
+        baseDir: String, singleNode: SingleNodeStatus, etcd: EtcdStatus, members: [MemberStatus], targetMembers: [MemberStatus] = [],
+        wayIn: WayInStatus = WayInStatus(pgbouncer: "?", pgbouncerUp: true)
+    ) {
         self.targetMembers = targetMembers
+        self.wayIn = wayIn
         self.baseDir = baseDir
         self.singleNode = singleNode
         self.etcd = etcd
@@ -132,6 +159,7 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
         var problems: [String] = []
         if !singleNode.up { problems.append("single node \(singleNode.address) is down") }
         if !etcd.healthy { problems.append("etcd \(etcd.endpoint) is not healthy") }
+        if !wayIn.pgbouncerUp { problems.append("PgBouncer \(wayIn.pgbouncer) does not answer") }
         if leaders.isEmpty {
             problems.append("the Patroni cluster has no leader")
         } else if leaders.count > 1 {
@@ -174,6 +202,8 @@ public struct SandboxStatus: Codable, Sendable, Equatable {
                         .compactMap { $0 }.joined(separator: ", "),
                 ],
                 ["etcd", etcd.endpoint, etcd.healthy ? "healthy" : "unhealthy", ""],
+                ["PgBouncer", wayIn.pgbouncer, wayIn.pgbouncerUp ? "up" : "down", wayIn.pgbouncerTarget.map { "databases at \($0)" } ?? ""],
+                ["HAProxy", "", wayIn.haproxyRunning ? "running" : "stopped", wayIn.haproxyRunning ? "started with the target cluster" : ""],
             ]
         ).render())
         lines.append("")

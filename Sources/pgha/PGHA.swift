@@ -30,6 +30,7 @@ struct PGHA: AsyncParsableCommand {
             StatusCommand.self,
             ResumeCommand.self,
             RollbackCommand.self,
+            WorkloadCommand.self,
         ]
     }
 }

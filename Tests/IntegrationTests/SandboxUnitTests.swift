@@ -330,7 +330,7 @@ struct SandboxUnitTests {
             members: [Self.member("node1", role: "leader", state: "running")])
         let data = try JSONEncoder().encode(status)
         let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        #expect(Set(object.keys) == ["base_dir", "healthy", "leader", "streaming_replicas", "single_node", "etcd", "members", "target_members", "problems"])
+        #expect(Set(object.keys) == ["base_dir", "healthy", "leader", "streaming_replicas", "single_node", "etcd", "members", "target_members", "way_in", "problems"])
         #expect(object["leader"] as? String == "node1")
         #expect(object["streaming_replicas"] as? Int == 0)
         let member = try #require((object["members"] as? [[String: Any]])?.first)

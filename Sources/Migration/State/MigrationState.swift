@@ -38,6 +38,38 @@ public struct MigrationState: Codable, Sendable, Hashable {
     public var runs: [RunRecord]
     /// The next id for a step or file record (ids are unique across both).
     public var nextRecordID: Int
+    /// What the cutover measured (the write pause, LSNs, times), for `pgha status` and the final report.
+    public var cutover: CutoverRecord?
+
+    /// The cutover's facts, as they happen.
+    public struct CutoverRecord: Codable, Sendable, Hashable {
+        /// `pgbouncer` or `hook`.
+        public var method: String
+        /// The application could no longer write on the single node (PgBouncer PAUSE, or the freeze).
+        public var pausedAt: Date?
+        /// `pg_current_wal_lsn()` right after the freeze: every member must replay it.
+        public var finalLSN: String?
+        public var caughtUpAt: Date?
+        public var promotedAt: Date?
+        public var promotedMember: String?
+        /// The application could write again, on the cluster (PgBouncer RESUME, or the hook ran).
+        public var resumedAt: Date?
+        /// `resumedAt − pausedAt`: the write pause as pgha saw it.
+        public var pauseSeconds: Double?
+        /// A canary row written on the cluster reached the single node.
+        public var wayBackProvenAt: Date?
+        /// The cutover of an earlier attempt that was unfrozen (timeout, failure or interruption).
+        public var abandonedAttempts: Int
+        /// After a rollback past the switch: when the application was back on the single node,
+        /// and its write pause then.
+        public var rolledBackAt: Date?
+        public var rollbackPauseSeconds: Double?
+
+        public init(method: String) {
+            self.method = method
+            self.abandonedAttempts = 0
+        }
+    }
 
     /// The playbook a state belongs to.
     public struct PlaybookReference: Codable, Sendable, Hashable {
@@ -202,6 +234,7 @@ public struct MigrationState: Codable, Sendable, Hashable {
         self.files = []
         self.runs = []
         self.nextRecordID = 1
+        self.cutover = nil
     }
 
     /// The playbook's path for `pgha resume`/`rollback`/`status`, which are not given one: as

@@ -14,8 +14,94 @@ public enum StepUndo: Hashable, Sendable {
     case replicationSlot(ReplicationSlot)
     /// A command the playbook gave (a hook) ran; undo runs its counterpart, if the playbook has one.
     case hook(Hook)
+    /// A server setting changed (`ALTER SYSTEM`, or Patroni's dynamic configuration); undo puts
+    /// the previous value back.
+    case setting(Setting)
+    /// Roles whose LOGIN was taken away (the freeze); undo gives it back.
+    case roleLogins(RoleLogins)
+    /// A table's replica identity changed; undo restores it.
+    case replicaIdentity(ReplicaIdentity)
+    /// PgBouncer paused these databases; undo resumes them.
+    case pgbouncerPause(PgBouncerPause)
+    /// An object pgha created (a publication, a subscription, a table); undo drops it.
+    case createdObject(CreatedObject)
+    /// A Patroni permanent slot declared in the dynamic configuration; undo removes it.
+    case patroniSlot(PatroniSlot)
+    /// The cluster was promoted: cannot be undone (the cluster is rebuilt: sync's undo stops and
+    /// empties it).
+    case promotion(Promotion)
     /// A schema-1 string map, kept as read.
     case legacy([String: String])
+
+    public struct Setting: Codable, Hashable, Sendable {
+        /// `source`, or `cluster` (Patroni's dynamic configuration).
+        public var server: String
+        public var name: String
+        /// The value in effect before (nil: it was not set where pgha set it).
+        public var previous: String?
+        public init(server: String, name: String, previous: String?) {
+            self.server = server
+            self.name = name
+            self.previous = previous
+        }
+    }
+
+    public struct RoleLogins: Codable, Hashable, Sendable {
+        public var server: String
+        public var roles: [String]
+        public init(server: String, roles: [String]) {
+            self.server = server
+            self.roles = roles
+        }
+    }
+
+    public struct ReplicaIdentity: Codable, Hashable, Sendable {
+        public var database: String
+        /// `schema.table`, quoted as needed.
+        public var table: String
+        /// `relreplident` before: `d`, `n`, `f` or `i`.
+        public var previous: String
+        public init(database: String, table: String, previous: String) {
+            self.database = database
+            self.table = table
+            self.previous = previous
+        }
+    }
+
+    public struct PgBouncerPause: Codable, Hashable, Sendable {
+        public var databases: [String]
+        public init(databases: [String]) { self.databases = databases }
+    }
+
+    public struct CreatedObject: Codable, Hashable, Sendable {
+        /// `source` or `cluster`.
+        public var server: String
+        public var database: String
+        /// `publication`, `subscription`, `table`, `slot`.
+        public var kind: String
+        public var name: String
+        public init(server: String, database: String, kind: String, name: String) {
+            self.server = server
+            self.database = database
+            self.kind = kind
+            self.name = name
+        }
+    }
+
+    public struct PatroniSlot: Codable, Hashable, Sendable {
+        public var name: String
+        public var database: String
+        public init(name: String, database: String) {
+            self.name = name
+            self.database = database
+        }
+    }
+
+    public struct Promotion: Codable, Hashable, Sendable {
+        /// The standby leader that was promoted.
+        public var member: String
+        public init(member: String) { self.member = member }
+    }
 
     /// A replication slot.
     public struct ReplicationSlot: Codable, Hashable, Sendable {
@@ -54,6 +140,13 @@ public enum StepUndo: Hashable, Sendable {
         case .nothing: return "nothing"
         case .replicationSlot: return "replication-slot"
         case .hook: return "hook"
+        case .setting: return "setting"
+        case .roleLogins: return "role-logins"
+        case .replicaIdentity: return "replica-identity"
+        case .pgbouncerPause: return "pgbouncer-pause"
+        case .createdObject: return "created-object"
+        case .patroniSlot: return "patroni-slot"
+        case .promotion: return "promotion"
         case .legacy: return "legacy"
         }
     }
@@ -78,11 +171,18 @@ extension StepUndo: Codable {
         case "nothing": self = .nothing
         case "replication-slot": self = .replicationSlot(try ReplicationSlot(from: decoder))
         case "hook": self = .hook(try Hook(from: decoder))
+        case "setting": self = .setting(try Setting(from: decoder))
+        case "role-logins": self = .roleLogins(try RoleLogins(from: decoder))
+        case "replica-identity": self = .replicaIdentity(try ReplicaIdentity(from: decoder))
+        case "pgbouncer-pause": self = .pgbouncerPause(try PgBouncerPause(from: decoder))
+        case "created-object": self = .createdObject(try CreatedObject(from: decoder))
+        case "patroni-slot": self = .patroniSlot(try PatroniSlot(from: decoder))
+        case "promotion": self = .promotion(try Promotion(from: decoder))
         case "legacy": self = .legacy(try container.decode([String: String].self, forKey: .values))
         default:
             throw DecodingError.dataCorruptedError(
                 forKey: .kind, in: container,
-                debugDescription: "unknown undo kind \"\(kind)\" (expected nothing, replication-slot, hook or legacy; written by a newer pgha?)")
+                debugDescription: "unknown undo kind \"\(kind)\" (expected nothing, replication-slot, hook, setting, role-logins, replica-identity, pgbouncer-pause, created-object, patroni-slot, promotion or legacy; written by a newer pgha?)")
         }
     }
 
@@ -93,6 +193,13 @@ extension StepUndo: Codable {
         case .nothing: break
         case .replicationSlot(let slot): try slot.encode(to: encoder)
         case .hook(let hook): try hook.encode(to: encoder)
+        case .setting(let v): try v.encode(to: encoder)
+        case .roleLogins(let v): try v.encode(to: encoder)
+        case .replicaIdentity(let v): try v.encode(to: encoder)
+        case .pgbouncerPause(let v): try v.encode(to: encoder)
+        case .createdObject(let v): try v.encode(to: encoder)
+        case .patroniSlot(let v): try v.encode(to: encoder)
+        case .promotion(let v): try v.encode(to: encoder)
         case .legacy(let values): try container.encode(values, forKey: .values)
         }
     }
@@ -100,7 +207,8 @@ extension StepUndo: Codable {
     /// Every free text, masked (the state's last line of defence against a secret).
     func redacted(by redactor: SecretRedactor) -> StepUndo {
         switch self {
-        case .nothing, .replicationSlot, .hook: return self
+        case .nothing, .replicationSlot, .hook, .setting, .roleLogins, .replicaIdentity, .pgbouncerPause, .createdObject, .patroniSlot, .promotion:
+            return self
         case .legacy(let values):
             return .legacy(Dictionary(values.map { (redactor.redact($0.key), redactor.redact($0.value)) }, uniquingKeysWith: { first, _ in first }))
         }

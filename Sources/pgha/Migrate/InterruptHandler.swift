@@ -79,7 +79,7 @@ final class InterruptHandler: Sendable {
 ///
 /// `@unchecked Sendable`: a box around one libdispatch object, which libdispatch documents as safe
 /// to use from any thread; the box only stores it (never mutated after init) so it is not released.
-private final class SignalSource: @unchecked Sendable {
+final class SignalSource: @unchecked Sendable {
     let source: any DispatchSourceSignal
     init(_ source: any DispatchSourceSignal) { self.source = source }
 }

@@ -29,6 +29,9 @@ extension SandboxCommand {
         @Option(help: ArgumentHelp("Seconds to wait for the members' REST APIs.", valueName: "seconds"))
         var timeout = 60
 
+        @Option(name: .customLong("haproxy-cfg"), help: ArgumentHelp("Also start HAProxy from this haproxy.cfg (the config stage's).", valueName: "file"))
+        var haproxyCfg: String?
+
         @Option(name: .customLong("member"), help: ArgumentHelp("Start only this member (repeatable; the others stay as they are).", valueName: "name"))
         var members: [String] = []
 
@@ -45,7 +48,7 @@ extension SandboxCommand {
                 }
                 let controller = SandboxController(configuration: configuration)
                 let path = patroniYML.hasPrefix("/") ? patroniYML : FileManager.default.currentDirectoryPath + "/" + patroniYML
-                let report = try await controller.startTargetCluster(patroniYML: path, only: members.isEmpty ? nil : members, timeout: .seconds(timeout)) { global.progress($0) }
+                let report = try await controller.startTargetCluster(patroniYML: path, haproxyConfig: haproxyCfg.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }, only: members.isEmpty ? nil : members, timeout: .seconds(timeout)) { global.progress($0) }
                 if report.started.isEmpty {
                     print("target cluster \(report.scope): already running with this patroni.yml")
                 } else {
@@ -61,7 +64,7 @@ extension SandboxCommand {
     struct StopCluster: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "stop-cluster",
-            abstract: "Stop the migration's target cluster (ha1–ha3); --purge also empties it.",
+            abstract: "Stop the migration's target cluster (ha1–ha3) and HAProxy; --purge also empties the cluster.",
             discussion: "Exit codes: 0 stopped (or nothing ran); 1 it could not be stopped."
         )
 
