@@ -7,6 +7,7 @@
 //   BlockingIO               a small thread pool so no C call blocks Swift's cooperative pool
 //   PGClient, HTTPClient     libpq and libcurl, made safe
 //   Patroni                  REST models and client
+//   ShadowCompare            results as values, their typed comparison, SQL fingerprints, latency histograms
 //   HAPool                   topology state machine, per-node pools, routing, dual pools, config
 //   Verification             checks as values
 //   Sandbox                  the local rehearsal cluster (single node + etcd + 3 Patroni members)
@@ -49,6 +50,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // Latency histograms of the shadow stage and the pools' shadow mode.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
         // Tests only: generators for the property-based tests of every parser.
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
@@ -66,12 +69,19 @@ let package = Package(
         .target(name: "PGClient", dependencies: ["CLibPQ", "BlockingIO"], swiftSettings: swiftSettings),
         .target(name: "HTTPClient", dependencies: ["CCurl", "BlockingIO"], swiftSettings: swiftSettings),
 
+        // Shadowing's comparison, shared by the shadow stage (Migration) and the pools' shadow mode (HAPool).
+        .target(
+            name: "ShadowCompare",
+            dependencies: ["PGClient", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            swiftSettings: swiftSettings
+        ),
+
         // Domain
         .target(name: "Patroni", dependencies: ["HTTPClient"], swiftSettings: swiftSettings),
         .target(
             name: "HAPool",
             dependencies: [
-                "PGClient", "Patroni", "PlainText",
+                "PGClient", "Patroni", "PlainText", "ShadowCompare",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -88,7 +98,7 @@ let package = Package(
         .target(
             name: "Migration",
             dependencies: [
-                "PGClient", "Patroni", "HAPool", "Verification", "CCrypto", "PlainText",
+                "PGClient", "Patroni", "HAPool", "Verification", "CCrypto", "PlainText", "ShadowCompare",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
@@ -103,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "pgha",
             dependencies: [
-                "HAPool", "Verification", "Migration", "Sandbox", "PGClient", "Patroni", "CLibPQ", "BlockingIO", "PlainText", "Workload",
+                "HAPool", "Verification", "Migration", "Sandbox", "PGClient", "Patroni", "CLibPQ", "BlockingIO", "PlainText", "Workload", "ShadowCompare",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -148,7 +158,7 @@ let package = Package(
         .testTarget(
             name: "MigrationTests",
             dependencies: [
-                "Migration", "Verification", "TestSupport", "PlainText",
+                "Migration", "Verification", "TestSupport", "PlainText", "ShadowCompare",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
@@ -159,7 +169,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "PGClient", "HTTPClient", "Patroni", "HAPool", "Verification", "Migration", "Sandbox", "PlainText",
+                "PGClient", "HTTPClient", "Patroni", "HAPool", "Verification", "Migration", "Sandbox", "PlainText", "ShadowCompare",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -53,6 +53,8 @@ public struct SandboxEnvironment: Sendable, Equatable {
         list += [
             ("PATRONI_API_USER", .literal(users.restAPI)),
             ("PATRONI_API_PASSWORD", .contentsOf(path: secrets.restAPI)),
+            // The replication role's password: the way back's subscription (cutover.way_back).
+            ("PATRONI_REPLICATION_PASSWORD", .contentsOf(path: secrets.replication)),
             ("PROJECT_DB_HOST", .literal(single.host)),
             ("PROJECT_DB_PORT", .literal(String(single.port))),
             ("PROJECT_DB_NAME", .literal(single.projectDatabase)),

@@ -175,11 +175,14 @@ enum SandboxRendering {
     }
 
     /// After `pgbench -i` (run as the superuser): the pgbench tables belong to the application role,
-    /// like the rest of the project database. pgbench_history has no primary key.
+    /// like the rest of the project database. pgbench_history has no primary key: it gets
+    /// REPLICA IDENTITY FULL, the fix `source.primary_keys` advises, so that logical replication
+    /// (the logical method, and the way back of both methods) can apply its updates and deletes.
     static func pgbenchOwnershipSQL(_ configuration: SandboxConfiguration) -> String {
         let app = sqlIdentifier(configuration.users.application)
         return (["\\set ON_ERROR_STOP on"]
-            + ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"].map { "ALTER TABLE \($0) OWNER TO \(app);" })
+            + ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"].map { "ALTER TABLE \($0) OWNER TO \(app);" }
+            + ["ALTER TABLE pgbench_history REPLICA IDENTITY FULL;"])
             .joined(separator: "\n") + "\n"
     }
 

@@ -74,8 +74,12 @@ public enum SandboxSecrets {
     /// The libpq password file: every server, for the superuser, replication and application roles.
     static func pgpassText(_ configuration: SandboxConfiguration, _ passwords: Passwords) -> String {
         var lines: [String] = ["# pgha sandbox: hostname:port:database:username:password"]
-        let servers = [(configuration.single.host, configuration.single.port)]
-            + configuration.allMembers.map { ($0.host, $0.pgPort) }
+        // PgBouncer (the application's way in, and its admin console) and HAProxy's listeners
+        // (on 127.0.0.1, any port) reach the same roles.
+        let servers = [(configuration.single.host, String(configuration.single.port)),
+                       (configuration.pgbouncer.host, String(configuration.pgbouncer.port)),
+                       ("127.0.0.1", "*")]
+            + configuration.allMembers.map { ($0.host, String($0.pgPort)) }
         let users = configuration.users
         for (host, port) in servers {
             lines.append("\(host):\(port):*:\(users.application):\(passwords.application)")

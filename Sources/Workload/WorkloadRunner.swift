@@ -50,11 +50,16 @@ public final class WorkloadRunner: Sendable {
     public init(wayIn: WayIn, options: Options) {
         self.wayIn = wayIn
         self.options = options
+        self.runID = String(UUID().uuidString.prefix(8)).lowercased()
     }
 
-    /// Creates the table (idempotent).
+    /// This run's rows carry it: an earlier run's rows in the same table are not judged.
+    public let runID: String
+
+    /// Creates the table (idempotent; a table of an earlier version gains the `run` column).
     public func prepare() async throws {
-        try await execute("CREATE TABLE IF NOT EXISTS \(options.table) (id bigserial PRIMARY KEY, writer int NOT NULL, seq bigint NOT NULL, written_at timestamptz NOT NULL DEFAULT now())")
+        try await execute("CREATE TABLE IF NOT EXISTS \(options.table) (id bigserial PRIMARY KEY, run text NOT NULL DEFAULT '', writer int NOT NULL, seq bigint NOT NULL, written_at timestamptz NOT NULL DEFAULT now())")
+        try await execute("ALTER TABLE \(options.table) ADD COLUMN IF NOT EXISTS run text NOT NULL DEFAULT ''")
     }
 
     /// Runs until `stop()`.
@@ -138,8 +143,8 @@ public final class WorkloadRunner: Sendable {
     // MARK: - Statements through the way in
 
     private func insert(_ key: WorkloadLedger.Key, connection: inout PGConnection?) async throws {
-        let sql = "INSERT INTO \(options.table) (writer, seq) VALUES ($1, $2)"
-        let params: [PGValue] = [.int(Int64(key.writer)), .int(key.seq)]
+        let sql = "INSERT INTO \(options.table) (run, writer, seq) VALUES ($1, $2, $3)"
+        let params: [PGValue] = [.text(runID), .int(Int64(key.writer)), .int(key.seq)]
         switch wayIn {
         case .direct(let config):
             let c = try await connected(&connection, config)
@@ -150,7 +155,7 @@ public final class WorkloadRunner: Sendable {
     }
 
     private func read(_ r: Int, connection: inout PGConnection?) async throws {
-        let sql = "SELECT count(*) FROM \(options.table) WHERE writer = $1"
+        let sql = "SELECT count(*) FROM \(options.table) WHERE writer = $1 AND run = '\(runID)'"
         switch wayIn {
         case .direct(let config):
             let c = try await connected(&connection, config)
@@ -201,7 +206,7 @@ public final class WorkloadRunner: Sendable {
     public func report(seconds: Double) async throws -> WorkloadReport {
         var rows: [WorkloadLedger.Key: Int] = [:]
         var checkedOn = "?"
-        let sql = "SELECT writer, seq, count(*) FROM \(options.table) GROUP BY writer, seq"
+        let sql = "SELECT writer, seq, count(*) FROM \(options.table) WHERE run = '\(runID)' GROUP BY writer, seq"
         let result: PGResult
         let whereSQL = "SELECT coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, '?')"
         switch wayIn {

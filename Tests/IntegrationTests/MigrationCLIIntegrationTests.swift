@@ -479,10 +479,10 @@ struct MigrationCLIIntegrationTests {
         #expect(corrupt.exitCode == 7, "\(corrupt)")
         #expect(corrupt.stderr.contains("does not match schema"), "\(corrupt)")
 
-        try Data(#"{"schemaVersion": 2, "toolVersion": "9.1.0", "stages": []}"#.utf8).write(to: URL(fileURLWithPath: stateFile))
+        try Data(#"{"schemaVersion": 3, "toolVersion": "9.1.0", "stages": []}"#.utf8).write(to: URL(fileURLWithPath: stateFile))
         let newer = cli.run(["resume", "--state-dir", work.stateDir, "--json"], in: work)
         #expect(newer.exitCode == 7, "\(newer)")
-        #expect(newer.stderr.contains("was written by pgha 9.1.0 with schema 2; this pgha reads schema 1 or older"), "\(newer)")
+        #expect(newer.stderr.contains("was written by pgha 9.1.0 with schema 3") && newer.stderr.contains("this pgha reads schema 2 or older"), "\(newer)")
         #expect(newer.stdout.contains(#""code":"stateTooNew""#) && newer.stdout.contains(#""exitCode":7"#), "\(newer)")
     }
 

@@ -23,9 +23,11 @@ struct HooksTests {
         defer { dir.cleanup() }
         let pidFile = dir.file("child.pid")
         let runner = HookRunner(environment: ["PATH": "/usr/bin:/bin"], redactor: redactor)
-        // The fake clock moves 50 ms per poll without sleeping: 120 simulated seconds pass at once.
+        // The fake clock moves without sleeping: 120 simulated seconds pass at once — but only once
+        // the hook has started its background child (otherwise there would be nothing to check).
+        let clock = GatedClock(FakeClock(tick: 0)) { FileManager.default.fileExists(atPath: pidFile) && ((try? String(contentsOfFile: pidFile, encoding: .utf8))?.hasSuffix("\n") ?? false) }
         let error = await #expect(throws: MigrationError.self) {
-            _ = try await runner.run("sleep 600 & echo $! > \(pidFile); echo started; wait", key: "sync.start_cluster", timeout: .seconds(120), clock: FakeClock(tick: 0))
+            _ = try await runner.run("sleep 600 & echo $! > \(pidFile); echo started; wait", key: "sync.start_cluster", timeout: .seconds(120), clock: clock)
         }
         #expect(error?.code == .stageFailed)
         #expect(error?.message.contains("sync.start_cluster did not finish within 120 s (playbook: sync.hook_timeout)") == true)
@@ -52,5 +54,26 @@ struct HooksTests {
         } catch let error as MigrationError {
             #expect(error.code == .interrupted)
         }
+    }
+}
+
+/// A fake clock whose time stands still until `open()` holds (it yields meanwhile, never sleeps).
+final class GatedClock: MigrationClock {
+    let inner: FakeClock
+    let open: @Sendable () -> Bool
+
+    init(_ inner: FakeClock, open: @escaping @Sendable () -> Bool) {
+        self.inner = inner
+        self.open = open
+    }
+
+    func now() -> Date { inner.now() }
+
+    func sleep(for duration: Duration) async throws {
+        while !open() {
+            try Task.checkCancellation()
+            await Task.yield()
+        }
+        try await inner.sleep(for: duration)
     }
 }

@@ -511,14 +511,23 @@ struct PrerequisitesStageTests {
         #expect(cache.take(now: PrereqFixture.now, playbook: other) == nil, "another playbook")
     }
 
-    @Test("the standard stages are prerequisites, extensions, config, sync; the first two read-only; sync only for the physical method")
+    @Test("the standard stages are all seven; the first two read-only; sync, cutover and complete only for the physical method; cutover needs a way to move the application")
     func standardStages() throws {
         let executors = try StandardStages.executors()
-        #expect(executors.map(\.stage) == [.prerequisites, .extensions, .config, .sync])
-        #expect(executors.map(\.makesChanges) == [false, false, true, true])
+        #expect(executors.map(\.stage) == [.prerequisites, .extensions, .config, .sync, .shadow, .cutover, .complete])
+        #expect(executors.map(\.makesChanges) == [false, false, true, true, true, true, true])
         var playbook = try samplePlaybook()
-        #expect(executors.last?.unavailableReason(for: playbook)?.contains("sync.method: logical is not built yet") == true)
+        let sync = try #require(executors.first { $0.stage == .sync })
+        #expect(sync.unavailableReason(for: playbook)?.contains("sync.method: logical is not built yet") == true)
         playbook.sync.method = .physical
-        #expect(executors.last?.unavailableReason(for: playbook) == nil)
+        #expect(sync.unavailableReason(for: playbook) == nil)
+        let shadow = try #require(executors.first { $0.stage == .shadow })
+        #expect(shadow.unavailableReason(for: playbook) == nil, "shadow runs with either method")
+        let cutover = try #require(executors.first { $0.stage == .cutover })
+        #expect(cutover.unavailableReason(for: playbook)?.contains("no cutover.pgbouncer") == true, "no way to move the application")
+        playbook.cutover.pgbouncer = .init(adminHost: "127.0.0.1", iniFile: "/etc/pgbouncer/pgbouncer.ini", target: .init(host: "127.0.0.1", port: 5000))
+        #expect(cutover.unavailableReason(for: playbook) == nil)
+        playbook.cutover = .init(method: .hook)
+        #expect(cutover.unavailableReason(for: playbook)?.contains("switch_application is missing") == true)
     }
 }

@@ -11,6 +11,8 @@ public struct DatabaseHandle: Sendable {
     let backend: Backend
     /// `project` or `shared`.
     public let role: String
+    /// Shadow mode: read-only statements are also sent to the other mode and compared (ShadowReads.swift).
+    var shadow: ShadowReads?
 
     /// The database name.
     public var database: String {
@@ -22,6 +24,19 @@ public struct DatabaseHandle: Sendable {
 
     /// One statement; `readOnly` may go to a replica in Patroni mode (the seed's `read_only=True`).
     public func query(_ sql: String, _ params: [PGValue] = [], readOnly: Bool = false, idempotent: Bool = false) async throws(HAError) -> PGResult {
+        guard readOnly, let shadow else { return try await run(sql, params, readOnly: readOnly, idempotent: idempotent) }
+        let started = ContinuousClock.now
+        do {
+            let result = try await run(sql, params, readOnly: readOnly, idempotent: idempotent)
+            shadow.offer(sql, params, .success(result), latency: ContinuousClock.now - started)
+            return result
+        } catch {
+            shadow.offer(sql, params, .failure(error), latency: ContinuousClock.now - started)
+            throw error
+        }
+    }
+
+    private func run(_ sql: String, _ params: [PGValue], readOnly: Bool, idempotent: Bool) async throws(HAError) -> PGResult {
         switch backend {
         case .single(let pool): return try await pool.query(sql, params, readOnly: readOnly, idempotent: idempotent)
         case .patroni(let pool, let database): return try await pool.query(sql, params, readOnly: readOnly, idempotent: idempotent, database: database)
@@ -68,8 +83,18 @@ public final class DualDatabasePools: Sendable {
     /// The HA pool in Patroni mode.
     public let patroniPool: PatroniHAPool?
     let singlePools: [SingleNodePool]
+    /// Shadow mode: the other mode's pools, which the shadowed reads also go to.
+    public let shadowPools: DualDatabasePools?
+    let shadows: [ShadowReads]
+    let logger: Logger
 
-    public init(config: DualPoolsConfig, logger: Logger = Logger(label: "pgha.pools")) throws(ConfigurationError) {
+    /// - Parameter shadow: shadow mode (Scientist-style): read-only statements are also sent,
+    ///   sampled and in the background, to the other mode (`config` must describe both), and the
+    ///   answers compared; the application's results, errors and latency stay its own.
+    public init(config: DualPoolsConfig, shadow: ShadowReadConfiguration? = nil, logger: Logger = Logger(label: "pgha.pools")) throws(ConfigurationError) {
+        self.logger = logger
+        var project: DatabaseHandle
+        var shared: DatabaseHandle?
         mode = config.mode
         switch config.mode {
         case .patroni:
@@ -93,6 +118,9 @@ public final class DualDatabasePools: Sendable {
             project = DatabaseHandle(backend: .single(projectPool), role: "project")
             shared = sharedPool.map { DatabaseHandle(backend: .single($0), role: "shared") }
         }
+        (shadowPools, shadows) = try Self.attachShadow(shadow, config: config, project: &project, shared: &shared, logger: logger)
+        self.project = project
+        self.shared = shared
     }
 
     /// What a one-shot command (`pgha health`, `verify`, a migration gate) waits for a leader at
@@ -105,9 +133,11 @@ public final class DualDatabasePools: Sendable {
     public func start(timeout: Duration? = nil) async throws(HAError) {
         if let patroniPool { try await patroniPool.start(timeout: timeout) }
         for pool in singlePools { try await pool.start() }
+        await startShadow()
     }
 
     public func close() async {
+        await closeShadow()
         await patroniPool?.close()
         for pool in singlePools { pool.close() }
     }

@@ -42,10 +42,13 @@ public struct HealthReport: Sendable, Codable {
     public var project: DatabaseHealth?
     public var shared: DatabaseHealth?
     public var haCluster: ClusterHealth?
+    /// Shadow mode's statistics (`DualDatabasePools(config:shadow:)`), when it is on.
+    public var shadow: ShadowReadStatistics?
 
     enum CodingKeys: String, CodingKey {
         case mode, healthy, project, shared
         case haCluster = "ha_cluster"
+        case shadow
     }
 
     /// JSON with sorted keys (stable for automation).
@@ -69,11 +72,14 @@ extension DualDatabasePools {
                 if health.status != "healthy" { report.healthy = false }
                 if handle?.role == "project" { report.project = health } else { report.shared = health }
             }
+            report.shadow = shadowStatistics
             return report
         case .patroni:
             guard let pool = patroniPool else { return HealthReport(mode: "patroni", healthy: false) }
             let cluster = await pool.clusterHealth()
-            return HealthReport(mode: "patroni", healthy: cluster.primary != nil && cluster.error == nil, haCluster: cluster)
+            var report = HealthReport(mode: "patroni", healthy: cluster.primary != nil && cluster.error == nil, haCluster: cluster)
+            report.shadow = shadowStatistics
+            return report
         }
     }
 }

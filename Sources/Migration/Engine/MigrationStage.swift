@@ -55,7 +55,7 @@ public enum MigrationStage: String, CaseIterable, Codable, Sendable, Comparable,
         case .sync:
             return "Copies both databases into the cluster and keeps them in sync (not built yet)."
         case .shadow:
-            return "Runs the application in dual mode, shadowing traffic to the cluster and comparing results (not built yet)."
+            return "Replays the application's read traffic on the single node and on every cluster member side by side and compares the answers (mismatches, noise, lag), the latencies and a write canary."
         case .cutover:
             return "Switches the application to Patroni mode and starts reverse replication so a rollback loses nothing (not built yet)."
         case .complete:

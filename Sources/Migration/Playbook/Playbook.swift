@@ -22,6 +22,8 @@ public struct Playbook: Hashable, Sendable {
     public var sync: Sync
     public var cutover: Cutover
     public var complete: Complete
+    /// Shadowing before cutover (Playbook+Shadow.swift).
+    public var shadow: Shadow
     public var onFailure: OnFailure
 
     /// The application's single PostgreSQL node.
@@ -427,6 +429,7 @@ public struct Playbook: Hashable, Sendable {
         extensions: Extensions = Extensions(), thresholds: Thresholds = Thresholds(),
         application: Application = Application(), haproxy: HAProxy = HAProxy(),
         outputs: Outputs = Outputs(), sync: Sync = Sync(), cutover: Cutover = Cutover(), complete: Complete = Complete(),
+        shadow: Shadow = Shadow(),
         onFailure: OnFailure = .stop
     ) {
         self.version = version
@@ -441,6 +444,7 @@ public struct Playbook: Hashable, Sendable {
         self.sync = sync
         self.cutover = cutover
         self.complete = complete
+        self.shadow = shadow
         self.onFailure = onFailure
     }
 

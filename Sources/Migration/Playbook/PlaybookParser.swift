@@ -99,7 +99,7 @@ final class PlaybookReader {
             return nil
         }
         guard let top = mapping(root, path: "", allowed: [
-            "version", "name", "source", "target", "extensions", "thresholds", "application", "haproxy", "outputs", "sync", "cutover", "complete", "on_failure",
+            "version", "name", "source", "target", "extensions", "thresholds", "application", "haproxy", "outputs", "sync", "shadow", "cutover", "complete", "on_failure",
         ], required: ["version", "name", "source", "target"]) else { return nil }
 
         let version = int(top, "version", range: 1...Int.max)
@@ -117,6 +117,7 @@ final class PlaybookReader {
         let sync = self.sync(top["sync"], thresholds: thresholds, scope: target?.scope)
         let cutover = self.cutover(top["cutover"], haproxy: haproxy, replicationUser: target?.replicationUser)
         let complete = self.complete(top["complete"])
+        let shadow = self.shadow(top["shadow"])
         let onFailure: Playbook.OnFailure = choice(top, "on_failure", Playbook.OnFailure.allCases.map(\.rawValue)).flatMap(Playbook.OnFailure.init(rawValue:)) ?? .stop
 
         if let target, let thresholds, thresholds.minMembers > target.apiHosts.count, !target.apiHosts.isEmpty {
@@ -130,10 +131,10 @@ final class PlaybookReader {
             }
         }
         guard let version, let name, let source, let target, let extensions, let thresholds, let application,
-              let haproxy, let outputs, let sync, let cutover, let complete else { return nil }
+              let haproxy, let outputs, let sync, let cutover, let complete, let shadow else { return nil }
         return Playbook(
             version: version, name: name, source: source, target: target, extensions: extensions,
-            thresholds: thresholds, application: application, haproxy: haproxy, outputs: outputs, sync: sync, cutover: cutover, complete: complete, onFailure: onFailure
+            thresholds: thresholds, application: application, haproxy: haproxy, outputs: outputs, sync: sync, cutover: cutover, complete: complete, shadow: shadow, onFailure: onFailure
         )
     }
 

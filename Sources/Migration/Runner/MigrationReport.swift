@@ -16,6 +16,10 @@ public struct MigrationReport: Codable, Sendable, Hashable {
     public var filesInPlace: [MigrationState.FileRecord]
     /// The runner holding the lock right now, if any.
     public var lockedBy: LockHolder?
+    /// The shadow stage's last report (`<state-dir>/shadow/report.json`), once it ran.
+    public var shadow: ShadowReport?
+    /// The cutover's facts (write pause, final LSN, promotion, the way back), once it ran.
+    public var cutover: MigrationState.CutoverRecord?
 
     public init(state: MigrationState, store: StateStore, outcome: MigrationOutcome? = nil) {
         let outcome = outcome ?? state.lastOutcome
@@ -30,6 +34,8 @@ public struct MigrationReport: Codable, Sendable, Hashable {
         self.stages = state.stages
         self.filesInPlace = state.filesInPlace
         self.lockedBy = StateLock.currentHolder(path: store.lockFile)
+        self.shadow = ShadowReport.load(from: store)
+        self.cutover = state.cutover
     }
 
     /// Pretty JSON with sorted keys.

@@ -14,9 +14,11 @@ public enum StepUndo: Hashable, Sendable {
     case replicationSlot(ReplicationSlot)
     /// A command the playbook gave (a hook) ran; undo runs its counterpart, if the playbook has one.
     case hook(Hook)
-    /// A server setting changed (`ALTER SYSTEM`, or Patroni's dynamic configuration); undo puts
-    /// the previous value back.
-    case setting(Setting)
+    /// Server settings changed with `ALTER SYSTEM` (the shadow stage's capture, the cutover's
+    /// freeze); undo puts back what `postgresql.auto.conf` held before and reloads.
+    case serverSettings(ServerSettings)
+    /// A table pgha created (the shadow stage's write canary); undo drops it.
+    case table(Table)
     /// Roles whose LOGIN was taken away (the freeze); undo gives it back.
     case roleLogins(RoleLogins)
     /// A table's replica identity changed; undo restores it.
@@ -33,16 +35,40 @@ public enum StepUndo: Hashable, Sendable {
     /// A schema-1 string map, kept as read.
     case legacy([String: String])
 
-    public struct Setting: Codable, Hashable, Sendable {
-        /// `source`, or `cluster` (Patroni's dynamic configuration).
+    /// Settings as `postgresql.auto.conf` had them before pgha changed them.
+    public struct ServerSettings: Codable, Hashable, Sendable {
+        /// `source` (the single node) or a cluster member's name.
         public var server: String
-        public var name: String
-        /// The value in effect before (nil: it was not set where pgha set it).
-        public var previous: String?
-        public init(server: String, name: String, previous: String?) {
+        public var settings: [Setting]
+
+        public struct Setting: Codable, Hashable, Sendable {
+            public var name: String
+            /// The value `ALTER SYSTEM` had set, or nil when auto.conf did not set it (undo: `RESET`).
+            public var previousAutoConf: String?
+
+            public init(name: String, previousAutoConf: String?) {
+                self.name = name
+                self.previousAutoConf = previousAutoConf
+            }
+        }
+
+        public init(server: String, settings: [Setting]) {
             self.server = server
+            self.settings = settings
+        }
+    }
+
+    /// A table on a server.
+    public struct Table: Codable, Hashable, Sendable {
+        public var server: String
+        public var database: String
+        /// Schema-qualified name.
+        public var name: String
+
+        public init(server: String, database: String, name: String) {
+            self.server = server
+            self.database = database
             self.name = name
-            self.previous = previous
         }
     }
 
@@ -74,16 +100,22 @@ public enum StepUndo: Hashable, Sendable {
     }
 
     public struct CreatedObject: Codable, Hashable, Sendable {
-        /// `source` or `cluster`.
+        /// `source`, `cluster`, or `local` (a file on this machine).
         public var server: String
+        /// The database; for a `file-backup`, the path of the file that was replaced.
         public var database: String
-        /// `publication`, `subscription`, `table`, `slot`.
-        public var kind: String
+        /// `publication`, `subscription`, `table`, or `file-backup` (a backup of a file pgha
+        /// replaced; undo puts it back). Written as `object` (`kind` names the undo's case).
+        public var objectKind: String
+        /// Its name; for a `file-backup`, the backup's path.
         public var name: String
+
+        private enum CodingKeys: String, CodingKey { case server, database, objectKind = "object", name }
+
         public init(server: String, database: String, kind: String, name: String) {
             self.server = server
             self.database = database
-            self.kind = kind
+            self.objectKind = kind
             self.name = name
         }
     }
@@ -140,7 +172,8 @@ public enum StepUndo: Hashable, Sendable {
         case .nothing: return "nothing"
         case .replicationSlot: return "replication-slot"
         case .hook: return "hook"
-        case .setting: return "setting"
+        case .serverSettings: return "server-settings"
+        case .table: return "table"
         case .roleLogins: return "role-logins"
         case .replicaIdentity: return "replica-identity"
         case .pgbouncerPause: return "pgbouncer-pause"
@@ -171,7 +204,8 @@ extension StepUndo: Codable {
         case "nothing": self = .nothing
         case "replication-slot": self = .replicationSlot(try ReplicationSlot(from: decoder))
         case "hook": self = .hook(try Hook(from: decoder))
-        case "setting": self = .setting(try Setting(from: decoder))
+        case "server-settings": self = .serverSettings(try ServerSettings(from: decoder))
+        case "table": self = .table(try Table(from: decoder))
         case "role-logins": self = .roleLogins(try RoleLogins(from: decoder))
         case "replica-identity": self = .replicaIdentity(try ReplicaIdentity(from: decoder))
         case "pgbouncer-pause": self = .pgbouncerPause(try PgBouncerPause(from: decoder))
@@ -182,7 +216,7 @@ extension StepUndo: Codable {
         default:
             throw DecodingError.dataCorruptedError(
                 forKey: .kind, in: container,
-                debugDescription: "unknown undo kind \"\(kind)\" (expected nothing, replication-slot, hook, setting, role-logins, replica-identity, pgbouncer-pause, created-object, patroni-slot, promotion or legacy; written by a newer pgha?)")
+                debugDescription: "unknown undo kind \"\(kind)\" (expected nothing, replication-slot, hook, server-settings, table, role-logins, replica-identity, pgbouncer-pause, created-object, patroni-slot, promotion or legacy; written by a newer pgha?)")
         }
     }
 
@@ -193,7 +227,8 @@ extension StepUndo: Codable {
         case .nothing: break
         case .replicationSlot(let slot): try slot.encode(to: encoder)
         case .hook(let hook): try hook.encode(to: encoder)
-        case .setting(let v): try v.encode(to: encoder)
+        case .serverSettings(let v): try v.encode(to: encoder)
+        case .table(let v): try v.encode(to: encoder)
         case .roleLogins(let v): try v.encode(to: encoder)
         case .replicaIdentity(let v): try v.encode(to: encoder)
         case .pgbouncerPause(let v): try v.encode(to: encoder)
@@ -207,7 +242,7 @@ extension StepUndo: Codable {
     /// Every free text, masked (the state's last line of defence against a secret).
     func redacted(by redactor: SecretRedactor) -> StepUndo {
         switch self {
-        case .nothing, .replicationSlot, .hook, .setting, .roleLogins, .replicaIdentity, .pgbouncerPause, .createdObject, .patroniSlot, .promotion:
+        case .nothing, .replicationSlot, .hook, .serverSettings, .table, .roleLogins, .replicaIdentity, .pgbouncerPause, .createdObject, .patroniSlot, .promotion:
             return self
         case .legacy(let values):
             return .legacy(Dictionary(values.map { (redactor.redact($0.key), redactor.redact($0.value)) }, uniquingKeysWith: { first, _ in first }))

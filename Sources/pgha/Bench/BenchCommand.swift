@@ -15,7 +15,7 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure the pool against raw libpq, topology refresh latency, and failover unavailability.",
         discussion: "Uses the sandbox (pgha sandbox up). Build with -c release for meaningful numbers.",
-        subcommands: [Select1.self, Refresh.self, Failover.self, RESTLoad.self]
+        subcommands: [Select1.self, Refresh.self, Failover.self, RESTLoad.self, Shadow.self]
     )
 
     struct SandboxOptions: ParsableArguments {

@@ -85,6 +85,12 @@ struct StatusCommand: AsyncParsableCommand {
             out.line("extensions (node × extension, from the last \(syncMatrix == nil ? "extensions" : "sync") gate):")
             out.line(MigrationRenderer.indent(matrix.table(), by: 2))
         }
+        // The shadow stage's report, kept in the state directory.
+        if let shadow = report.shadow {
+            out.line()
+            out.line("shadow report (\(ShadowReport.textPath(store)), JSON beside it; \(Self.time(shadow.finishedAt))):")
+            out.line(MigrationRenderer.indent(shadow.table(), by: 2))
+        }
         let files = state.filesInPlace
         out.line()
         if files.isEmpty {

@@ -47,6 +47,7 @@ enum PrometheusExposition {
                 gauge("pgha_topology_refresh_latency_ms", "Topology refresh latency.", [("quantile", "0.99")], p99)
             }
         }
-        return registry.emitToString()
+        // Shadow mode's counters are kept by the pools themselves (ShadowReadStatistics).
+        return registry.emitToString() + (report.shadow?.prometheusText() ?? "")
     }
 }

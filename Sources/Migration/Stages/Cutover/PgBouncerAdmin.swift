@@ -25,6 +25,8 @@ struct PgBouncerAdmin: Sendable {
             do {
                 _ = try await console.query("PAUSE \(Self.identifier(database))", timeout: timeout)
             } catch {
+                // A database paused already (a resumed run) is what pgha wants.
+                if error.message.contains("already") { continue }
                 for d in databases { _ = try? await console.query("RESUME \(Self.identifier(d))", timeout: .seconds(5)) }
                 if error.code == .timeout {
                     throw MigrationError(.stageFailed, "PgBouncer's PAUSE of \(database) did not complete within cutover.pause_timeout (\(Int(timeout.asSeconds)) s): a transaction in progress holds it (PgBouncer waits for it to end). The databases were resumed; nothing changed. Next: end the long transaction (SELECT pid, xact_start, state, query FROM pg_stat_activity WHERE xact_start < now() - interval '5 seconds'), or raise cutover.pause_timeout, then `pgha resume`")

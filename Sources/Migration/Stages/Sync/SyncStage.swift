@@ -165,7 +165,7 @@ public struct SyncStage: MigrationStageExecutor {
                 } else {
                     context.progress("slot \(slot.name) existed before pgha: left in place")
                 }
-            case .hook, .nothing, .legacy, .setting, .roleLogins, .replicaIdentity, .pgbouncerPause, .createdObject, .patroniSlot, .promotion:
+            case .hook, .nothing, .legacy, .serverSettings, .table, .roleLogins, .replicaIdentity, .pgbouncerPause, .createdObject, .patroniSlot, .promotion:
                 break
             }
             try journal.markStepUndone(step.id)

@@ -1,0 +1,231 @@
+import Foundation
+import PGClient
+import Patroni
+import Synchronization
+
+/// The cutover's connections and the SQL of each of its steps: the single node's superuser per
+/// database, each member's superuser per database, the Patroni REST API. Connections stay open
+/// between steps (reopened when broken); every error text is redacted.
+///
+/// Sessions that must write on a frozen server (the way back's subscription, the canary, the
+/// sequences copied back) run `SET default_transaction_read_only = off` first: the freeze is a
+/// default, which only a superuser's own session may lift for itself (the application's roles
+/// cannot log in while it lasts).
+final class CutoverDatabases: Sendable {
+    let connections: StageConnections
+    private let open = Mutex<[String: PGConnection]>([:])
+    static let applicationName = "pgha-cutover"
+    /// Bound of one statement of the cutover (every step is bounded).
+    static let statementTimeout: Duration = .seconds(15)
+
+    init(connections: StageConnections) {
+        self.connections = connections
+    }
+
+    deinit {
+        for connection in open.withLock({ $0.values }) { connection.close() }
+    }
+
+    func close() {
+        let all = open.withLock { o -> [PGConnection] in
+            defer { o = [:] }
+            return Array(o.values)
+        }
+        for connection in all { connection.close() }
+    }
+
+    var playbook: Playbook { connections.playbook }
+
+    /// The databases that move: the single node's names, each with the cluster's name for it.
+    var databases: [(source: String, cluster: String)] {
+        let s = playbook.source.databases
+        let t = playbook.target.databases
+        var list = [(s.project, t.project)]
+        if let shared = s.shared { list.append((shared, t.shared ?? shared)) }
+        return list
+    }
+
+    /// Every member's name and address.
+    var members: [(name: String, host: String, port: Int)] {
+        let t = playbook.target
+        return t.members.map { ($0.name, $0.host, t.port) }
+    }
+
+    // MARK: - Connections
+
+    func source(_ database: String) async throws(MigrationError) -> PGConnection {
+        guard let login = connections.sourceAdminLogin(database: database) else {
+            throw MigrationError(.stageFailed, "the cutover needs source.admin_user (a superuser on the single node): it freezes writes and subscribes to the cluster")
+        }
+        return try await connection(key: "source/\(database)", login: login)
+    }
+
+    func member(host: String, port: Int, database: String) async throws(MigrationError) -> PGConnection {
+        guard var login = connections.memberAdminLogin(host: host, port: port) else {
+            throw MigrationError(.stageFailed, "the cutover needs target.admin_user (a superuser on the cluster): it resets the freeze, creates the way back and proves it")
+        }
+        login.database = database
+        return try await connection(key: "\(host):\(port)/\(database)", login: login)
+    }
+
+    private func connection(key: String, login: StageConnections.Login) async throws(MigrationError) -> PGConnection {
+        if let existing = open.withLock({ $0[key] }), existing.isHealthy { return existing }
+        let (connection, observation) = await connections.connect(login, applicationName: Self.applicationName)
+        guard let connection else {
+            throw MigrationError(.stageFailed, "cannot log in to \(login.host):\(login.port)/\(login.database) as \(login.user): \(observation.error ?? "?")")
+        }
+        // pgha's own superuser sessions write on frozen servers (undoing the freeze, the way back).
+        try await writable(connection)
+        let previous = open.withLock { o -> PGConnection? in
+            defer { o[key] = connection }
+            return o[key]
+        }
+        previous?.close()
+        return connection
+    }
+
+    /// Runs one statement, bounded, with a redacted error naming `what`.
+    @discardableResult
+    func run(_ connection: PGConnection, _ sql: String, _ params: [PGValue] = [], what: String) async throws(MigrationError) -> PGResult {
+        do {
+            return try await connection.query(sql, params, timeout: Self.statementTimeout)
+        } catch {
+            if error.code == .cancelled { throw MigrationError(.interrupted, "interrupted while: \(what)") }
+            throw MigrationError(.stageFailed, "\(what) failed: \(connections.describe(error.description))")
+        }
+    }
+
+    /// A session that may write although the server is frozen (superuser only).
+    func writable(_ connection: PGConnection) async throws(MigrationError) {
+        try await run(connection, "SET default_transaction_read_only = off", what: "lifting the read-only default for pgha's own session")
+    }
+
+    // MARK: - The single node
+
+    /// What `postgresql.auto.conf` sets for `name` now (nil: nothing).
+    func autoConfSetting(_ connection: PGConnection, _ name: String) async throws(MigrationError) -> String? {
+        let r = try await run(connection, "SELECT setting FROM pg_file_settings WHERE name = $1 AND sourcefile LIKE '%postgresql.auto.conf' AND applied IS NOT NULL ORDER BY seqno DESC LIMIT 1",
+                              [.text(name)], what: "reading postgresql.auto.conf")
+        return r.rowCount > 0 ? r.string(0, 0) : nil
+    }
+
+    /// `ALTER SYSTEM SET/RESET name` and a reload.
+    func alterSystem(_ connection: PGConnection, _ name: String, to value: String?) async throws(MigrationError) {
+        let sql = value.map { "ALTER SYSTEM SET \(name) = \(PlaybookSQL.literal($0))" } ?? "ALTER SYSTEM RESET \(name)"
+        try await run(connection, sql, what: "ALTER SYSTEM \(value == nil ? "RESET" : "SET") \(name)")
+        try await run(connection, "SELECT pg_reload_conf()", what: "reloading the configuration")
+    }
+
+    /// Login roles the freeze takes LOGIN from: every role that can log in, except superusers,
+    /// replication roles and PostgreSQL's own.
+    func freezableRoles(_ connection: PGConnection) async throws(MigrationError) -> [String] {
+        let r = try await run(connection, "SELECT rolname FROM pg_roles WHERE rolcanlogin AND NOT rolsuper AND NOT rolreplication AND rolname !~ '^pg_' ORDER BY 1",
+                              what: "listing the application's login roles")
+        return (0..<r.rowCount).compactMap { r.string($0, 0) }
+    }
+
+    func setLogin(_ connection: PGConnection, roles: [String], login: Bool) async throws(MigrationError) {
+        for role in roles {
+            try await run(connection, "ALTER ROLE \(PlaybookSQL.identifier(role)) \(login ? "LOGIN" : "NOLOGIN")", what: "ALTER ROLE \(role) \(login ? "LOGIN" : "NOLOGIN")")
+        }
+    }
+
+    /// Terminates the client sessions of `roles` (their PIDs selected first; never pgha's own) and
+    /// returns how many there were.
+    @discardableResult
+    func terminateSessions(_ connection: PGConnection, roles: [String]) async throws(MigrationError) -> Int {
+        guard !roles.isEmpty else { return 0 }
+        let list = "{" + roles.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
+        let r = try await run(connection, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND usename = ANY($1::text[])",
+                              [.text(list)], what: "selecting the application's sessions")
+        let pids = (0..<r.rowCount).compactMap { try? r.int($0, 0) ?? nil }
+        for pid in pids {
+            try await run(connection, "SELECT pg_terminate_backend($1::int)", [.int(pid)], what: "terminating session \(pid)")
+        }
+        return pids.count
+    }
+
+    /// Whether a new session on the single node gets `default_transaction_read_only = on` (pgha's
+    /// own cached sessions lift it for themselves, so this opens one of its own).
+    func sourceReadOnlyDefault() async throws(MigrationError) -> Bool {
+        guard let login = connections.sourceAdminLogin(database: playbook.source.databases.project) else { return false }
+        let (connection, observation) = await connections.connect(login, applicationName: Self.applicationName + "-probe")
+        guard let connection else {
+            throw MigrationError(.stageFailed, "cannot log in to the single node as \(login.user): \(observation.error ?? "?")")
+        }
+        defer { connection.close() }
+        let r = try await run(connection, "SELECT current_setting('default_transaction_read_only')", what: "reading default_transaction_read_only")
+        return r.string(0, 0) == "on"
+    }
+
+    func currentLSN(_ connection: PGConnection) async throws(MigrationError) -> LSN {
+        let r = try await run(connection, "SELECT pg_current_wal_lsn()::text", what: "reading the WAL position")
+        guard let lsn = r.string(0, 0).flatMap(LSN.init) else {
+            throw MigrationError(.stageFailed, "pg_current_wal_lsn() gave nothing")
+        }
+        return lsn
+    }
+
+    /// Tables of `database` without a primary key or replica identity: `(schema.table quoted, relreplident)`.
+    func tablesWithoutIdentity(_ connection: PGConnection) async throws(MigrationError) -> [(table: String, identity: String)] {
+        let r = try await run(connection, """
+            SELECT format('%I.%I', n.nspname, c.relname), c.relreplident::text
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+              AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
+            ORDER BY 1
+            """, what: "listing tables without a replica identity")
+        return (0..<r.rowCount).map { (r.string($0, 0) ?? "?", r.string($0, 1) ?? "d") }
+    }
+
+    /// Sessions that would hold the freeze up: transactions open longer than `seconds`, DDL running.
+    func blockers(_ connection: PGConnection, olderThan seconds: Double) async throws(MigrationError) -> [String] {
+        let r = try await run(connection, """
+            SELECT pid, usename, round(extract(epoch FROM now() - xact_start))::int, left(regexp_replace(query, '\\s+', ' ', 'g'), 60)
+            FROM pg_stat_activity
+            WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name NOT LIKE 'pgha%'
+              AND ((xact_start IS NOT NULL AND xact_start < now() - make_interval(secs => $1))
+                   OR (state = 'active' AND query ~* '^\\s*(alter|create|drop|truncate|reindex|cluster|vacuum full)\\M'))
+            ORDER BY xact_start
+            """, [.double(seconds)], what: "looking for long transactions and DDL")
+        return (0..<r.rowCount).map { "pid \(r.string($0, 0) ?? "?") (\(r.string($0, 1) ?? "?"), \(r.string($0, 2) ?? "?") s): \(r.string($0, 3) ?? "")" }
+    }
+
+    // MARK: - The members
+
+    /// Each member's replay position (nil: not answering or not in recovery any more).
+    func replayLSN(host: String, port: Int) async -> LSN? {
+        guard let c = try? await member(host: host, port: port, database: "postgres"),
+              let r = try? await c.query("SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END", timeout: .seconds(3))
+        else { return nil }
+        return r.string(0, 0).flatMap(LSN.init)
+    }
+
+    /// Whether the member answers as a writable primary.
+    func isWritablePrimary(host: String, port: Int) async -> Bool {
+        guard let c = try? await member(host: host, port: port, database: "postgres"),
+              let r = try? await c.query("SELECT NOT pg_is_in_recovery()", timeout: .seconds(3))
+        else { return false }
+        return (try? r.bool(0, 0)) == true
+    }
+
+    /// The member that is a writable primary now, if any.
+    func writableLeader() async -> (name: String, host: String, port: Int)? {
+        for m in members where await isWritablePrimary(host: m.host, port: m.port) { return m }
+        return nil
+    }
+}
+
+/// Identifier and literal quoting for the few statements the cutover builds (names come from
+/// the playbook or the catalog, never from the application's data).
+enum PlaybookSQL {
+    static func identifier(_ name: String) -> String {
+        let plain = name.first.map { $0 == "_" || ($0.isLetter && $0.isLowercase) } == true
+            && name.allSatisfy { ($0.isLetter && $0.isLowercase) || $0.isNumber || $0 == "_" }
+        return plain && name.unicodeScalars.allSatisfy(\.isASCII) ? name : "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    static func literal(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
+    }
+}
