@@ -319,14 +319,19 @@ struct CutoverOperations: Sendable {
         for database in db.databases {
             slots[CutoverStage.wayBackSlot(playbook, database: database.source)] = .object(["type": .string("logical"), "database": .string(database.cluster), "plugin": .string("pgoutput")])
         }
+        var patched = false
         for database in db.databases {
             let slot = CutoverStage.wayBackSlot(playbook, database: database.source)
             try await step("slot:\(database.source)", "Patroni permanent logical slot \(slot) in \(database.cluster)", undo: .patroniSlot(.init(name: slot, database: database.cluster))) {
-                let client = try db.connections.patroniClient()
-                do {
-                    try await client.patchConfig(.object(["slots": .object(slots)]))
-                } catch {
-                    throw MigrationError(.stageFailed, "Patroni refused the permanent slots (PATCH /config): \(db.connections.describe("\(error)"))")
+                // One PATCH declares every database's slot (the next database's step skips it).
+                if database.source == db.databases.first?.source || !patched {
+                    let client = try db.connections.patroniClient()
+                    do {
+                        try await client.patchConfig(.object(["slots": .object(slots)]))
+                    } catch {
+                        throw MigrationError(.stageFailed, "Patroni refused the permanent slots (PATCH /config): \(db.connections.describe("\(error)"))")
+                    }
+                    patched = true
                 }
                 let c = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
                 // Patroni creates it within a loop (~0.3 s); creating it at once keeps the pause short.
@@ -525,7 +530,8 @@ struct CutoverOperations: Sendable {
 
     /// Undoes the freeze steps that happened, last first: LOGIN back, the setting as before, then
     /// PgBouncer RESUME (so the waiting queries reach an unfrozen single node).
-    func unfreeze(reason: String) async throws {
+    /// `countsAsAttempt`: false for a rollback (the attempt did not fail, it is undone).
+    func unfreeze(reason: String, countsAsAttempt: Bool = true) async throws {
         let freeze = journal.steps(of: stage).filter { CutoverProgress.freezeSteps.contains($0.name) && ($0.phase == .done || $0.phase == .intent) }
         guard !freeze.isEmpty else { return }
         let source = try await db.source(playbook.source.databases.project)
@@ -550,7 +556,7 @@ struct CutoverOperations: Sendable {
             try journal.markStepUndone(step.id)
         }
         for name in ["final-lsn"] { if let s = journal.step(stage, named: name), s.phase != .undone { try journal.markStepUndone(s.id) } }
-        try record { $0.abandonedAttempts += 1 }
+        if countsAsAttempt { try record { $0.abandonedAttempts += 1 } }
         context.progress("unfrozen (\(reason)): the application writes on the single node again")
     }
 

@@ -248,7 +248,7 @@ public struct CutoverStage: MigrationStageExecutor {
         if switched {
             try await CutoverRollback(ops: ops).run()
         } else {
-            try await ops.unfreeze(reason: "rollback")
+            try await ops.unfreeze(reason: "rollback", countsAsAttempt: false)
             try await ops.undoPreparation()
         }
     }
