@@ -158,7 +158,7 @@ let package = Package(
         .testTarget(
             name: "MigrationTests",
             dependencies: [
-                "Migration", "Verification", "TestSupport", "PlainText", "ShadowCompare",
+                "Migration", "Verification", "Patroni", "TestSupport", "PlainText", "ShadowCompare",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],

@@ -154,6 +154,39 @@ struct CutoverIntegrationTests {
         #expect(resumed.exitCode == 0, "\(resumed)")
     }
 
+    @Test("a switchover of the cluster between cutover and complete keeps the way back: a row written on the new leader reaches the single node; complete then drops the way back")
+    func switchoverKeepsTheWayBack() throws {
+        let work = try workspace()
+        defer { restore(work) }
+        let run = cli.run(["run", "sandbox.yml", "--state-dir", work.stateDir, "--until", "cutover"], in: work, timeout: 600)
+        #expect(run.exitCode == 0, "\(run)")
+        let leader = try #require(sandbox.target.members.first { m in
+            (try? superuser(m.host, m.pgPort).query("SELECT NOT pg_is_in_recovery()").bool(0, 0)) == true })
+        let candidate = try #require(sandbox.target.members.first { $0.name != leader.name })
+        let body = #"{"leader": "\#(leader.name)", "candidate": "\#(candidate.name)"}"#
+        let switched = cli.run(["/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", "\(sandbox.users.restAPI):\(try sandbox.password(\.restAPI))",
+                                "-X", "POST", "-H", "Content-Type: application/json", "-d", body, "http://\(leader.host):\(leader.restPort)/switchover"],
+                               in: work, executable: "/usr/bin/curl", timeout: 60)
+        #expect(switched.stdout == "200", "\(switched)")
+        var newLeader: PGConnection?
+        for _ in 0..<150 where newLeader == nil {
+            if let c = try? superuser(candidate.host, candidate.pgPort), (try? c.query("SELECT NOT pg_is_in_recovery()").bool(0, 0)) == true { newLeader = c }
+            else { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        let writer = try #require(newLeader, "\(candidate.name) did not become the leader")
+        let token = "after-switchover-\(UUID().uuidString)"
+        _ = try writer.query("INSERT INTO public.pgha_canary (token) VALUES ($1)", [.text(token)])
+        let source = try superuser(sandbox.single.host, sandbox.single.port)
+        var arrived = false
+        for _ in 0..<300 where !arrived {
+            arrived = (try? source.query("SELECT 1 FROM public.pgha_canary WHERE token = $1", [.text(token)]).rowCount) == 1
+            if !arrived { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        #expect(arrived, "the row written on the new leader \(candidate.name) did not reach the single node within 60 s")
+        let complete = cli.run(["resume", "--state-dir", work.stateDir, "--unattended"], in: work, timeout: 300)
+        #expect(complete.exitCode == 0, "\(complete)")
+    }
+
     // MARK: - Harness
 
     static let sequencesToMaxSQL = """

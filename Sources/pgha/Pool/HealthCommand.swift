@@ -2,6 +2,7 @@ import PlainText
 import ArgumentParser
 import Foundation
 import HAPool
+import Verification
 
 /// `pgha health`: the seed's `health_check()` from the command line.
 struct HealthCommand: AsyncParsableCommand {
@@ -35,13 +36,23 @@ struct HealthCommand: AsyncParsableCommand {
         do { try await pools.start(timeout: DualDatabasePools.oneShotStartTimeout) } catch { startError = error }
         let report = await pools.healthCheck()
         await pools.close()
+        let standby = startError == nil ? nil : await StandbyClusterProbe.look(config)
         if json {
             print(report.json())
         } else if let registry {
             print(PrometheusExposition.text(report, registry: registry), terminator: "")
         } else {
             print(Self.render(report))
-            if let startError { printError("error: \(startError)") }
+            if let standby {
+                print("this is a standby cluster: \(standby.summary)")
+            } else if let startError {
+                printError("error: \(startError)")
+            }
+        }
+        if let standby {
+            // A standby cluster that follows is healthy for what it is (exit 0).
+            if !standby.following { throw ExitCode(ExitCodes.checkFailed) }
+            return
         }
         if !report.healthy {
             if let startError, !json, !prometheus {

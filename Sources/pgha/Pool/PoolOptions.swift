@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HAPool
+import Verification
 
 /// Where `health`, `verify` and friends read their configuration: the seed's environment variables,
 /// a `.env` file, or the seed's YAML block; flags override.
@@ -104,5 +105,16 @@ enum CLILogging {
             handler.logLevel = level
             return handler
         }
+    }
+}
+
+/// Whether the configured Patroni cluster is a standby cluster (asked once the pool could not find
+/// a writable leader): `/cluster` from the configured REST hosts.
+enum StandbyClusterProbe {
+    static func look(_ config: DualPoolsConfig) async -> StandbyCluster? {
+        guard let patroni = config.patroni, let source = try? PatroniTopologySource(config: patroni),
+              let answer = try? await source.client.cluster()
+        else { return nil }
+        return StandbyCluster.of(answer.value)
     }
 }
