@@ -35,6 +35,7 @@ struct CutoverIntegrationTests {
         #expect(report.missing == 0 && report.duplicated == 0 && report.errors == 0, "\(report.summary)")
         let state = try StateStore(directory: work.stateDir).load()
         let cutover = try #require(state.cutover)
+        print("[cutover] PgBouncer method: pause \(cutover.pauseSeconds ?? -1) s; workload \(report.summary)")
         #expect((cutover.pauseSeconds ?? 99) < 5, "pause \(String(describing: cutover.pauseSeconds))")
         #expect(cutover.wayBackProvenAt != nil && cutover.finalLSN != nil && cutover.promotedMember != nil)
         #expect(state.stages.allSatisfy { $0.status == .passed }, "\(state.stages.map { "\($0.stage): \($0.status)" })")
@@ -187,6 +188,44 @@ struct CutoverIntegrationTests {
         #expect(complete.exitCode == 0, "\(complete)")
     }
 
+    @Test("the hook method: the application (pgha workload on the seed's .env, single-node mode) is switched by a hook that installs nothing itself — pgha installs the Patroni-mode .env and the hook sends SIGHUP; its writes reach the cluster; rollback restores the .env and switches it back; nothing lost or duplicated")
+    func hookMethod() throws {
+        let work = try workspace(hook: true)
+        defer { restore(work) }
+        let upToShadow = cli.run(["run", "sandbox.yml", "--state-dir", work.stateDir, "--until", "shadow"], in: work, timeout: 600)
+        #expect(upToShadow.exitCode == 0, "\(upToShadow)")
+        // The application runs with the single-node .env the config stage rendered.
+        try FileManager.default.copyItem(atPath: work.path + "/.pgha/sandbox/out/app.single-node.env", toPath: work.path + "/app.env")
+        let reportPath = work.path + "/workload.json"
+        let app = try ChildProcess(
+            executable: cli.binary,
+            arguments: ["workload", "--env-file", work.path + "/app.env", "--writers", "4", "--readers", "2", "--rate", "100", "--report", reportPath, "--pid-file", work.path + "/workload.pid"],
+            directory: work.path, environment: ["PATH": "/usr/bin:/bin"], input: .none, scratch: cli.scratch)
+        Thread.sleep(forTimeInterval: 2)
+        let cutover = cli.run(["resume", "--state-dir", work.stateDir, "--unattended", "--until", "cutover"], in: work, timeout: 300)
+        #expect(cutover.exitCode == 0, "\(cutover)")
+        #expect(cutover.stdout.contains("the application writes on the cluster"), "\(cutover)")
+        #expect(try String(contentsOfFile: work.path + "/app.env", encoding: .utf8).contains("ENABLE_PATRONI=true"))
+        Thread.sleep(forTimeInterval: 2)
+        let rollback = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 300)
+        #expect(rollback.exitCode == 0, "\(rollback)")
+        #expect(try String(contentsOfFile: work.path + "/app.env", encoding: .utf8).contains("ENABLE_PATRONI=false"))
+        Thread.sleep(forTimeInterval: 2)
+        app.signal(SIGTERM)
+        let ended = app.wait(timeout: 120)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportPath))) as? [String: Any], "\(ended)")
+        let report = WorkloadJudgement(object)
+        let record = try StateStore(directory: work.stateDir).load().cutover
+        print("[cutover] hook method: pause \(record?.pauseSeconds ?? -1) s, rollback pause \(record?.rollbackPauseSeconds ?? -1) s; workload \(report.summary)")
+        // The hook method is not pause-free: sessions are terminated at the freeze and logins
+        // refused until the application reloads, so it sees errors; it never loses or doubles a write.
+        #expect(report.acknowledged > 100, "\(report.summary)")
+        #expect(report.missing == 0 && report.duplicated == 0, "\(report.summary)")
+        #expect(report.checkedOn == "\(sandbox.single.host):\(sandbox.single.port)", "checked on \(report.checkedOn)")
+        let state = try StateStore(directory: work.stateDir).load()
+        #expect(state.cutover?.pauseSeconds != nil && state.cutover?.rolledBackAt != nil)
+    }
+
     // MARK: - Harness
 
     static let sequencesToMaxSQL = """
@@ -203,7 +242,7 @@ struct CutoverIntegrationTests {
 
     /// A workspace whose `sandbox.yml` is playbooks/sandbox.yml with this sandbox's addresses, a
     /// short shadow stage and a slot of its own.
-    func workspace(cutoverTimeout: String = "30s") throws -> Workspace {
+    func workspace(cutoverTimeout: String = "30s", hook: Bool = false) throws -> Workspace {
         let work = try Workspace(cli)
         _ = cli.run(["sandbox", "stop-cluster", "--purge"], in: work, timeout: 120)
         var text = try String(contentsOfFile: CLIHarness.repository + "/playbooks/sandbox.yml", encoding: .utf8)
@@ -213,6 +252,16 @@ struct CutoverIntegrationTests {
         text = text.replacingOccurrences(of: "  timeout: 30s\n", with: "  timeout: \(cutoverTimeout)\n")
         text = text.replacingOccurrences(of: "ini_file: /tmp/pgha-sandbox/pgbouncer/pgbouncer.ini", with: "ini_file: \(sandbox.pgbouncer.configFile)")
         text = text.replacingOccurrences(of: "on_failure: rollback", with: "on_failure: stop")
+        if hook, let start = text.range(of: "  method: pgbouncer\n"), let end = text.range(of: "  # Longest catch-up") {
+            text.replaceSubrange(start.lowerBound..<end.lowerBound, with: """
+                  method: hook
+                  application_env: \(work.path)/app.env
+                  switch_application: 'kill -HUP "$(cat \(work.path)/workload.pid)"'
+                  switch_back: 'kill -HUP "$(cat \(work.path)/workload.pid)"'
+                  application_wait: 30s
+
+                """)
+        }
         try text.write(toFile: work.path + "/sandbox.yml", atomically: true, encoding: .utf8)
         try FileManager.default.copyItem(atPath: sandbox.pgbouncer.configFile, toPath: work.path + "/pgbouncer.ini.original")
         return work

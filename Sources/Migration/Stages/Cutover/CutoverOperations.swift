@@ -433,7 +433,7 @@ struct CutoverOperations: Sendable {
     func awaitApplicationWrites() async throws {
         let leader = try await leader()
         let c = try await db.member(host: leader.host, port: leader.port, database: playbook.target.databases.project)
-        let sql = "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::int8 FROM pg_stat_user_tables WHERE relname NOT LIKE 'pgha\\_%'"
+        let sql = "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::int8 FROM pg_stat_user_tables WHERE relname NOT IN ('pgha_canary', 'pgha_verify', 'pgha_shadow_canary')"
         let start = try await db.run(c, sql, what: "reading the cluster's write counters").string(0, 0).flatMap(Int64.init) ?? 0
         try context.activity.waiting("the application's first writes on the cluster", deadline: now.addingTimeInterval(cutover.applicationWaitSeconds))
         let seen = try await wait("application writes", seconds: cutover.applicationWaitSeconds) {
