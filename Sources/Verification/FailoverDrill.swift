@@ -32,6 +32,10 @@ public struct FailoverDrill: Sendable {
         /// Pause between a writer's writes (zero: as fast as possible).
         public var writeInterval: Duration = .milliseconds(2)
         public var table = "pgha_drill"
+        /// Write through this address (HAProxy's primary listener) with plain connections instead
+        /// of the pool: a broken connection is opened again there; a write interrupted after it
+        /// was sent counts as outcome unknown, never re-run.
+        public var via: NodeAddress?
         public init() {}
     }
 
@@ -206,14 +210,19 @@ public struct FailoverDrill: Sendable {
             for writer in 0..<options.writers {
                 group.addTask {
                     var seq = 0
+                    var direct: PGConnection?
+                    defer { direct?.close() }
                     while !box.stop.load(ordering: .relaxed) {
                         seq += 1
                         let requestID = "\(runID)-\(writer)-\(seq)"
+                        let insert = "INSERT INTO \(table) (run_id, request_id) VALUES ($1, $2) RETURNING host(inet_server_addr()), inet_server_port(), ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+                        if let via = options.via {
+                            await Self.writeVia(via, insert, requestID: requestID, runID: String(runID), pool: pool, box: box, connection: &direct)
+                            if options.writeInterval > .zero { try? await Task.sleep(for: options.writeInterval) }
+                            continue
+                        }
                         do {
-                            let r = try await pool.query(
-                                "INSERT INTO \(table) (run_id, request_id) VALUES ($1, $2) RETURNING host(inet_server_addr()), inet_server_port(), ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
-                                [.text(String(runID)), .text(requestID)]
-                            )
+                            let r = try await pool.query(insert, [.text(String(runID)), .text(requestID)])
                             let ack = Ack(requestID: requestID, host: r.string(0, 0) ?? "?", port: Int(try r.int(0, 1) ?? 0), timeline: Int(try r.int(0, 2) ?? 0), at: .now)
                             box.shared.withLock { $0.acks.append(ack) }
                         } catch let error as HAError where error.code == .outcomeUnknown {
@@ -316,6 +325,39 @@ public struct FailoverDrill: Sendable {
             return address.host != ack.host || address.port != ack.port
         }.count
         return report
+    }
+
+    /// One write through `via` on a connection of its own (opened again after a failure). An error
+    /// the server answered (SQLSTATE) means not applied; a connection lost with the write in
+    /// flight means the outcome is unknown (it is looked up afterwards, never re-run).
+    static func writeVia(_ via: NodeAddress, _ sql: String, requestID: String, runID: String, pool: PatroniHAPool, box: DrillBox, connection: inout PGConnection?) async {
+        if connection == nil || connection?.isHealthy == false {
+            connection?.close()
+            connection = nil
+            var config = PGConnectionConfig(host: via.host, port: via.port, database: pool.config.database, user: pool.config.user, password: pool.config.password)
+            config.connectTimeout = .milliseconds(500)
+            do {
+                connection = try await PGConnection.connect(config)
+            } catch {
+                box.shared.withLock { $0.failed += 1; $0.errors.append("connect via \(via.host):\(via.port): \(error)") }
+                try? await Task.sleep(for: .milliseconds(5))
+                return
+            }
+        }
+        guard let c = connection else { return }
+        do {
+            let r = try await c.query(sql, [.text(runID), .text(requestID)], timeout: .seconds(5))
+            let ack = Ack(requestID: requestID, host: r.string(0, 0) ?? "?", port: Int(((try? r.int(0, 1)) ?? nil) ?? 0), timeline: Int(((try? r.int(0, 2)) ?? nil) ?? 0), at: .now)
+            box.shared.withLock { $0.acks.append(ack) }
+        } catch {
+            c.close()
+            connection = nil
+            if error.sqlState != nil {
+                box.shared.withLock { $0.failed += 1; $0.errors.append("\(error)") }
+            } else {
+                box.shared.withLock { $0.unknown += 1; $0.unknownIDs.append(requestID); $0.errors.append("\(error)") }
+            }
+        }
     }
 
     /// Each member's PostgreSQL address, by member name.

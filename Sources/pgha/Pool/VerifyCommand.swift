@@ -32,6 +32,9 @@ struct VerifyCommand: AsyncParsableCommand {
     @Option(help: "Drill: seconds of workload after the new leader is confirmed.")
     var after = 2.0
 
+    @Option(help: ArgumentHelp("Drill: write through this HOST:PORT (HAProxy's primary listener) with plain connections instead of the pool.", valueName: "host:port"))
+    var via: String?
+
     func run() async throws {
         let config: DualPoolsConfig
         do { config = try pool.load() } catch let failure as CLIFailure { throw failure.report() }
@@ -66,7 +69,15 @@ struct VerifyCommand: AsyncParsableCommand {
         var options = FailoverDrill.Options()
         options.writers = writers
         options.afterFailover = .milliseconds(Int64(after * 1000))
-        if !json { print("failover drill: \(writers) writers, 2 readers; requesting a switchover…") }
+        if let via {
+            let parts = via.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
+                await pools.close()
+                throw CLIFailure(exitCode: ExitCodes.configuration, message: "--via expects HOST:PORT (HAProxy's primary listener), got \(via)", next: "pgha verify --failover-drill --via 127.0.0.1:15000").report()
+            }
+            options.via = NodeAddress(host: String(parts[0]), port: port)
+        }
+        if !json { print("failover drill: \(writers) writers" + (via.map { " through \($0)" } ?? " through the pool") + ", 2 readers; requesting a switchover…") }
         let report: FailoverDrill.Report
         do {
             report = try await FailoverDrill(pool: pool, client: client, options: options).run(trigger: .switchover)
