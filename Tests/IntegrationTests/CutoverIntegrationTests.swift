@@ -91,6 +91,13 @@ struct CutoverIntegrationTests {
         var finished = false
         var kills = 0
         var sawFrozen = false
+        // A session of the application opened before the freeze: it must not be able to write
+        // during it, even after turning the read-only default off for itself.
+        let early = try PGConnection.connect(PGConnectionConfig(
+            host: sandbox.single.host, port: sandbox.single.port, database: sandbox.single.projectDatabase,
+            user: sandbox.users.application, password: try sandbox.password(\.application), connectTimeout: .seconds(3)))
+        defer { early.close() }
+        _ = try early.query("SELECT 1")
         for k in 1...80 where !finished {
             let r = cli.run(["resume", "--state-dir", work.stateDir, "--unattended"], in: work, environment: ["PGHA_TEST_CRASH_AT_WRITE": String(k)], timeout: 300)
             if r.signaled {
@@ -105,6 +112,12 @@ struct CutoverIntegrationTests {
                         user: sandbox.users.application, password: try sandbox.password(\.application), connectTimeout: .seconds(3))) }
                     if case .success(let c) = login {
                         #expect(throws: (any Error).self) { _ = try c.query("INSERT INTO pgha_workload (writer, seq) VALUES (-1, -1)") }
+                    }
+                    if !sawFrozen {
+                        #expect(throws: (any Error).self, "a session from before the freeze wrote on the frozen single node") {
+                            _ = try early.query("SET default_transaction_read_only = off")
+                            _ = try early.query("INSERT INTO pgha_workload (writer, seq) VALUES (-2, -2)")
+                        }
                     }
                     sawFrozen = true
                 }
