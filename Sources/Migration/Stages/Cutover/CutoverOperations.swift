@@ -420,13 +420,7 @@ struct CutoverOperations: Sendable {
     }
 
     func runHook(_ key: String, _ command: String) async throws {
-        let runner = HookRunner(environment: HookRunner.environment(for: context, key: key), redactor: context.redactor)
-        context.progress("running \(key): \(command)")
-        let result = try await runner.run(command, key: key, timeout: .seconds(cutover.hookTimeoutSeconds), clock: context.clock)
-        for line in result.outputTail.suffix(10) { context.progress("  | \(line)") }
-        guard result.exitStatus == 0 else {
-            throw MigrationError(.stageFailed, "\(key) exited with status \(result.exitStatus)" + (result.outputTail.last.map { ": \($0)" } ?? ""))
-        }
+        try await HookRunner.runForStage(context, key: key, command: command, timeoutSeconds: cutover.hookTimeoutSeconds)
     }
 
     /// Hook method: the application's first writes on the cluster.

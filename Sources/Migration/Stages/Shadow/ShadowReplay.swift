@@ -59,35 +59,20 @@ final class ShadowReplay: Sendable {
     /// One replay worker: its own connection to the single node and to each member.
     final class Session: Sendable {
         let replay: ShadowReplay
-        private let open = Mutex<[String: PGConnection]>([:])
+        private let cache: ConnectionCache
 
-        init(replay: ShadowReplay) { self.replay = replay }
-
-        deinit { close() }
-
-        func close() {
-            let all = open.withLock { o -> [PGConnection] in
-                defer { o = [:] }
-                return Array(o.values)
-            }
-            for c in all { c.close() }
+        init(replay: ShadowReplay) {
+            self.replay = replay
+            self.cache = ConnectionCache(connections: replay.connections, applicationName: ShadowReplay.applicationName)
         }
+
+        func close() { cache.close() }
 
         func connection(_ key: String, _ login: StageConnections.Login) async -> Result<PGConnection, Failure> {
-            if let existing = open.withLock({ $0[key] }), existing.isHealthy { return .success(existing) }
-            let (connection, observation) = await replay.connections.connect(login, applicationName: ShadowReplay.applicationName)
-            guard let connection else {
-                return .failure(Failure(message: "cannot log in to \(login.host):\(login.port) as \(login.user): \(observation.error ?? "?")"))
-            }
-            let previous = open.withLock { o -> PGConnection? in
-                defer { o[key] = connection }
-                return o[key]
-            }
-            previous?.close()
-            return .success(connection)
+            await cache.connection(key: key, login: login).mapError { Failure(message: $0.message) }
         }
 
-        func forget(_ key: String) { open.withLock { $0.removeValue(forKey: key) }?.close() }
+        func forget(_ key: String) { cache.forget(key) }
 
         func source() async -> Result<PGConnection, Failure> {
             await connection("source", replay.connections.sourceApplicationLogins[0])

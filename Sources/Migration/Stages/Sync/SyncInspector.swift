@@ -9,25 +9,16 @@ import Synchronization
 final class SyncInspector: Sendable {
     let connections: StageConnections
     let slot: String
-    private let open = Mutex<[String: PGConnection]>([:])
+    private let cache: ConnectionCache
     static let applicationName = "pgha-sync"
 
     init(connections: StageConnections, slot: String) {
         self.connections = connections
         self.slot = slot
+        self.cache = ConnectionCache(connections: connections, applicationName: Self.applicationName)
     }
 
-    deinit {
-        for connection in open.withLock({ $0.values }) { connection.close() }
-    }
-
-    func close() {
-        let all = open.withLock { o -> [PGConnection] in
-            defer { o = [:] }
-            return Array(o.values)
-        }
-        for connection in all { connection.close() }
-    }
+    func close() { cache.close() }
 
     /// The single node's admin connection (the playbook's `source.admin_user`, required: slots,
     /// `pg_stat_progress_basebackup` and `pg_control_system()` need a superuser).
@@ -39,22 +30,13 @@ final class SyncInspector: Sendable {
     }
 
     private func connection(key: String, login: StageConnections.Login) async throws(MigrationError) -> PGConnection {
-        if let existing = open.withLock({ $0[key] }), existing.isHealthy { return existing }
-        let (connection, observation) = await connections.connect(login, applicationName: Self.applicationName)
-        guard let connection else {
-            throw MigrationError(.stageFailed, "cannot log in to \(login.host):\(login.port) as \(login.user): \(observation.error ?? "?")")
+        switch await cache.connection(key: key, login: login) {
+        case .success(let connection): return connection
+        case .failure(let failure): throw MigrationError(.stageFailed, failure.message)
         }
-        let previous = open.withLock { o -> PGConnection? in
-            defer { o[key] = connection }
-            return o[key]
-        }
-        previous?.close()
-        return connection
     }
 
-    private func forget(_ key: String) {
-        open.withLock { $0.removeValue(forKey: key) }?.close()
-    }
+    private func forget(_ key: String) { cache.forget(key) }
 
     /// One look at everything.
     func observe(at now: Date) async -> SyncObservation {

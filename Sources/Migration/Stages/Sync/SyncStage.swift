@@ -222,14 +222,7 @@ public struct SyncStage: MigrationStageExecutor {
     }
 
     func runHook(_ context: StageContext, key: String, command: String) async throws {
-        let runner = HookRunner(environment: HookRunner.environment(for: context, key: key), redactor: context.redactor)
-        context.progress("running \(key): \(command)")
-        let result = try await runner.run(command, key: key, timeout: .seconds(context.playbook.sync.hookTimeoutSeconds), clock: context.clock)
-        for line in result.outputTail.suffix(10) { context.progress("  | \(line)") }
-        guard result.exitStatus == 0 else {
-            throw MigrationError(.stageFailed, "\(key) exited with status \(result.exitStatus)" + (result.outputTail.last.map { ": \($0)" } ?? ""))
-        }
-        context.progress(String(format: "%@ finished in %.1f s", key, result.seconds))
+        try await HookRunner.runForStage(context, key: key, command: command, timeoutSeconds: context.playbook.sync.hookTimeoutSeconds)
     }
 
     /// Waits (bounded) until nothing streams from the slot, then drops it.
