@@ -205,7 +205,7 @@ struct StageConnections: Sendable {
         let apiPassword = t.apiPassword.flatMap { environment.value(of: $0.variable) }.flatMap { $0.isEmpty ? nil : $0 }
         let api = RESTAPISettings(
             useTLS: t.apiScheme == "https", caFile: t.apiCAFile, user: t.apiUser, password: apiPassword,
-            connectTimeout: .milliseconds(500), requestTimeout: .seconds(2))
+            connectTimeout: .seconds(2), requestTimeout: .seconds(5))
         return PatroniClusterConfig(
             apiHosts: t.apiHosts.map(\.description), apiPort: t.apiPort, api: api,
             database: database ?? targetProjectDatabase, user: t.user,

@@ -59,6 +59,25 @@ struct CutoverOperations: Sendable {
         }
     }
 
+    /// `PATCH /config`, retried while no REST API answers (a member busy restarting — copying the
+    /// permanent slots restarts the replicas — or a loaded machine), for up to 15 s. A merge patch
+    /// is idempotent, so sending it again is safe; Patroni refusing it fails at once.
+    func patchConfig(_ patch: JSONValue, what: String) async throws {
+        let client = try db.connections.patroniClient()
+        let deadline = now.addingTimeInterval(15)
+        while true {
+            do {
+                try await client.patchConfig(patch)
+                return
+            } catch {
+                if error.code == .rejected || now >= deadline {
+                    throw MigrationError(.stageFailed, "Patroni refused \(what) (PATCH /config): \(db.connections.describe(error.description))")
+                }
+            }
+            try await context.sleep(for: .milliseconds(250))
+        }
+    }
+
     // MARK: - 1. Guardrails
 
     func guardrails() async throws {
@@ -245,11 +264,7 @@ struct CutoverOperations: Sendable {
         }
         try await step("promote", "promote the cluster \(playbook.target.scope): PATCH /config standby_cluster: null", undo: .promotion(.init(member: standbyLeader))) {
             if await db.writableLeader() == nil {
-                do {
-                    try await client.patchConfig(.object(["standby_cluster": .null]))
-                } catch {
-                    throw MigrationError(.stageFailed, "Patroni refused the promotion (PATCH /config): \(db.connections.describe("\(error)"))")
-                }
+                try await patchConfig(.object(["standby_cluster": .null]), what: "the promotion")
             }
             return nil
         }
@@ -325,12 +340,7 @@ struct CutoverOperations: Sendable {
             try await step("slot:\(database.source)", "Patroni permanent logical slot \(slot) in \(database.cluster)", undo: .patroniSlot(.init(name: slot, database: database.cluster))) {
                 // One PATCH declares every database's slot (the next database's step skips it).
                 if database.source == db.databases.first?.source || !patched {
-                    let client = try db.connections.patroniClient()
-                    do {
-                        try await client.patchConfig(.object(["slots": .object(slots)]))
-                    } catch {
-                        throw MigrationError(.stageFailed, "Patroni refused the permanent slots (PATCH /config): \(db.connections.describe("\(error)"))")
-                    }
+                    try await patchConfig(.object(["slots": .object(slots)]), what: "the permanent slots")
                     patched = true
                 }
                 let c = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
@@ -601,9 +611,7 @@ struct CutoverOperations: Sendable {
                     _ = try? await c.query("DROP PUBLICATION IF EXISTS \(PlaybookSQL.identifier(object.name))", timeout: CutoverDatabases.statementTimeout)
                 }
             case .patroniSlot(let slot):
-                if let client = try? db.connections.patroniClient() {
-                    _ = try? await client.patchConfig(.object(["slots": .object([slot.name: .null])]))
-                }
+                try? await patchConfig(.object(["slots": .object([slot.name: .null])]), what: "removing slot \(slot.name)")
             default:
                 continue
             }

@@ -38,13 +38,8 @@ struct CutoverRollback: Sendable {
         }
         // 2. Freeze the cluster.
         let leader = try await ops.leader()
-        let client = try db.connections.patroniClient()
         let freezeID = try ops.journal.beginStep(ops.stage, name: "rollback:freeze-cluster", detail: "freeze the cluster for the rollback: default_transaction_read_only through Patroni, NOLOGIN for the application's roles")
-        do {
-            try await client.patchConfig(.object(["postgresql": .object(["parameters": .object(["default_transaction_read_only": .string("on")])])]))
-        } catch {
-            throw MigrationError(.stageFailed, "Patroni refused the cluster's freeze (PATCH /config): \(db.connections.describe(error.description))")
-        }
+        try await ops.patchConfig(.object(["postgresql": .object(["parameters": .object(["default_transaction_read_only": .string("on")])])]), what: "the cluster's freeze")
         let leaderConnection = try await db.member(host: leader.host, port: leader.port, database: "postgres")
         let roles = ops.frozenRoles
         try await db.setLogin(leaderConnection, roles: roles, login: false)
@@ -156,12 +151,7 @@ struct CutoverRollback: Sendable {
         let db = ops.db
         var slots: [String: JSONValue] = [:]
         for database in db.databases { slots[CutoverStage.wayBackSlot(ops.playbook, database: database.source)] = .null }
-        let client = try db.connections.patroniClient()
-        do {
-            try await client.patchConfig(.object(["slots": .object(slots)]))
-        } catch {
-            throw MigrationError(.stageFailed, "Patroni refused to remove the permanent slots (PATCH /config): \(db.connections.describe(error.description))")
-        }
+        try await ops.patchConfig(.object(["slots": .object(slots)]), what: "removing the permanent slots")
         guard let leader = await db.writableLeader() else { return }
         for database in db.databases {
             let slot = CutoverStage.wayBackSlot(ops.playbook, database: database.source)
