@@ -129,7 +129,7 @@ struct ConfigRenderingTests {
         for fragment in [
             "http-check send meth GET uri /primary", "http-check send meth GET uri /replica", "http-check expect status 200",
             "default-server inter 250ms fastinter 100ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions",
-            "timeout connect 100ms", "retries 1", "option redispatch 1", "bind 127.0.0.1:5000", "bind 127.0.0.1:5001",
+            "timeout connect 1s", "retries 1", "option redispatch 1", "bind 127.0.0.1:5000", "bind 127.0.0.1:5001",
             "server node1 127.0.0.11:15432 check port 8008", "server node3 127.0.0.13:15432 check port 8009",
         ] {
             #expect(text.contains(fragment), "missing \(fragment)")

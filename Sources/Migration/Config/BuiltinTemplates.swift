@@ -168,8 +168,10 @@ defaults
     # One retry, on another server: a connection refused by a stopping leader goes to the new one.
     retries 1
     option redispatch 1
-    # Loopback/LAN value; raise it for links with more than a few ms of latency.
-    timeout connect 100ms
+    # Also bounds a health check's connect (min of this and `inter`): at 100 ms a REST API slowed
+    # by a loaded host (replicas restarting) failed two checks, HAProxy marked the leader down and
+    # cut PgBouncer's sessions (seen in CI). A refused connection fails at once whatever the value.
+    timeout connect 1s
     timeout client 30m
     timeout server 30m
     # A member busy in a leader election can take over 0.5 s to answer its REST API.
