@@ -51,13 +51,27 @@ public struct SandboxController: Sendable {
     /// Brings the whole sandbox up and waits until the single node answers, etcd is healthy and the
     /// cluster has a leader and two streaming replicas.
     ///
-    /// - Throws: `.missingPrerequisite`, `.startFailed` (with the log file to read), `.timeout`
-    ///   naming what did not come up.
-    public func up(timeout: Duration = .seconds(90), progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> UpReport {
+    /// A sandbox left by a migration's cutover (`spentReason`) is rebuilt from nothing with
+    /// `rebuildIfSpent` (`down(purge: true)` first), refused otherwise.
+    ///
+    /// - Throws: `.missingPrerequisite`, `.spent`, `.startFailed` (with the log file to read),
+    ///   `.timeout` naming what did not come up.
+    public func up(
+        timeout: Duration = .seconds(90), rebuildIfSpent: Bool = false, progress: @escaping @Sendable (String) -> Void = { _ in }
+    ) async throws -> UpReport {
         let clock = ContinuousClock()
         let start = clock.now
         let deadline = start.advanced(by: timeout)
         try SandboxPrerequisites.check(configuration)
+        if let reason = spentReason() {
+            guard rebuildIfSpent else {
+                throw SandboxError(
+                    .spent, "the sandbox in \(configuration.baseDir) was left by a migration: \(reason)",
+                    advice: "rebuild it from nothing (its data is the rehearsal's) with `pgha sandbox up --rebuild-if-spent`, or `pgha sandbox down --purge` and `pgha sandbox up`")
+            }
+            progress("the sandbox was left by a migration (\(reason)): rebuilding it from nothing")
+            _ = try await down(purge: true, progress: progress)
+        }
         guard let postgres = postgresUser else {
             throw SandboxError(.missingPrerequisite, "OS user postgres not found", advice: SandboxPrerequisites.installEverything)
         }
@@ -96,6 +110,29 @@ public struct SandboxController: Sendable {
         }
         let status = await status()
         return UpReport(seconds: Self.seconds(clock.now - start), started: started, status: status)
+    }
+
+    /// Why this sandbox cannot serve another rehearsal as it is, or nil: a migration's cutover froze
+    /// the single node (`ALTER SYSTEM SET default_transaction_read_only = on`, kept in its
+    /// postgresql.auto.conf, by design: the application's writes belong to the cluster now).
+    func spentReason() -> String? {
+        let autoConf = (configuration.single.dataDir as NSString).appendingPathComponent("postgresql.auto.conf")
+        guard let text = FileSystem.readText(autoConf), Self.freezesWrites(autoConf: text) else { return nil }
+        return "its single node is frozen (default_transaction_read_only = on in \(autoConf))"
+    }
+
+    /// Whether a postgresql.auto.conf (as ALTER SYSTEM writes it) sets
+    /// `default_transaction_read_only` on; the last assignment wins, as in PostgreSQL.
+    static func freezesWrites(autoConf: String) -> Bool {
+        var on = false
+        for line in autoConf.split(whereSeparator: \.isNewline) {
+            let code = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let parts = code.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, parts[0].lowercased() == "default_transaction_read_only" else { continue }
+            let value = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "'")).lowercased()
+            on = ["on", "true", "yes", "1", "t", "y"].contains(value)
+        }
+        return on
     }
 
     /// Refuses to start when servers run from this base dir with a different `sandbox.json`.

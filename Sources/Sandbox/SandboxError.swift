@@ -25,6 +25,9 @@ public struct SandboxError: Error, Sendable, CustomStringConvertible {
         public static let timeout = Code("timeout")
         /// Processes were still running after `down` had sent SIGKILL.
         public static let stopFailed = Code("stopFailed")
+        /// A migration's cutover froze the single node: the sandbox cannot serve another rehearsal
+        /// as it is (`up --rebuild-if-spent`, or `down --purge` first).
+        public static let spent = Code("spent")
     }
 
     public let code: Code

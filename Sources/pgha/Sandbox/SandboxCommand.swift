@@ -47,7 +47,11 @@ struct SandboxLocationOptions: ParsableArguments {
 func failure(_ error: any Error, code: Int32 = 1) -> ExitCode {
     if let error = error as? SandboxError {
         printError("error: \(error.description)")
-        return ExitCode(error.code == .missingPrerequisite ? 4 : code)
+        switch error.code {
+        case .missingPrerequisite: return ExitCode(4)
+        case .spent: return ExitCode(5)
+        default: return ExitCode(code)
+        }
     }
     printError("error: \(error)")
     return ExitCode(code)

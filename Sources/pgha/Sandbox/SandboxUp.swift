@@ -10,7 +10,9 @@ extension SandboxCommand {
             discussion: """
                 Exit codes: 0 up and healthy; 1 a server did not start or the cluster did not \
                 become healthy in time (the message names the log file); 4 a prerequisite is \
-                missing (the message says what to install).
+                missing (the message says what to install); 5 the sandbox was left by a \
+                migration's cutover (its single node is frozen): rebuild it with \
+                --rebuild-if-spent.
                 """
         )
 
@@ -38,6 +40,9 @@ extension SandboxCommand {
         @Option(help: ArgumentHelp("pgbench -i scale of the single node's pgbench tables (1 ≈ 15 MB, 34 ≈ 500 MB), used when the project database is first created.", valueName: "n"))
         var pgbenchScale = 1
 
+        @Flag(help: "When a migration's cutover left the sandbox (its single node frozen), delete it and start from nothing instead of refusing.")
+        var rebuildIfSpent = false
+
         func validate() throws {
             guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         }
@@ -51,7 +56,7 @@ extension SandboxCommand {
             let global = global
             do {
                 let controller = SandboxController(configuration: try options.makeConfiguration())
-                let report = try await controller.up(timeout: .seconds(timeout)) { global.progress($0) }
+                let report = try await controller.up(timeout: .seconds(timeout), rebuildIfSpent: rebuildIfSpent) { global.progress($0) }
                 let started = report.started.isEmpty ? "everything was already running" : "started " + report.started.joined(separator: ", ")
                 print(String(format: "sandbox up in %.1f s (%@)", report.seconds, started))
                 print("")
