@@ -40,6 +40,20 @@ struct StateStoreTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: store.directory).sorted() == ["state.json"])
     }
 
+    @Test("dates are written with milliseconds and read back to the millisecond; whole-second dates of older files still load")
+    func millisecondDates() throws {
+        var state = Self.sampleState()
+        state.updatedAt = Date(timeIntervalSince1970: 1_700_000_000.25)
+        let text = String(decoding: try StateStore.encode(state), as: UTF8.self)
+        #expect(text.contains("\"updatedAt\" : \"2023-11-14T22:13:20.250Z\""))
+        let back = try StateStore.decode(try StateStore.encode(state), path: "state.json")
+        #expect(abs(back.updatedAt.timeIntervalSince1970 - 1_700_000_000.25) < 0.001)
+
+        let wholeSeconds = text.replacingOccurrences(of: "2023-11-14T22:13:20.250Z", with: "2023-11-14T22:13:20Z")
+        let old = try StateStore.decode(Data(wholeSeconds.utf8), path: "state.json")
+        #expect(old.updatedAt == Date(timeIntervalSince1970: 1_700_000_000))
+    }
+
     @Test("a temporary file left by a writer killed mid-write is removed by the next write; a live writer's is kept")
     func strayTemporaryRemoved() throws {
         let dir = try TempDirectory("stray")

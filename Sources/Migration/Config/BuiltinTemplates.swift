@@ -162,9 +162,15 @@ memory:
 
 global
     maxconn 2000
+    # To stderr (the journal under systemd), with ISO timestamps: every server state change and,
+    # with tcplog below, one line per finished connection with its termination state (who closed
+    # it, and when) — what tells a failover's cut session from a crash.
+    log stderr format iso local0
 
 defaults
     mode tcp
+    log global
+    option tcplog
     # One retry, on another server: a connection refused by a stopping leader goes to the new one.
     retries 1
     option redispatch 1

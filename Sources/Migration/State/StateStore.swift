@@ -70,11 +70,23 @@ public struct StateStore: Sendable {
     static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
+        // ISO 8601 with milliseconds: a cutover's steps take tens of milliseconds each, and the
+        // journal is where their times are read back (files from before hold whole seconds).
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Self.dateWithMilliseconds.format(date))
+        }
         return encoder
     }
 
-    /// The JSON bytes of `state` (pretty, sorted keys, ISO 8601 dates, trailing newline).
+    static let dateWithMilliseconds = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    /// An ISO 8601 date with or without fractional seconds.
+    static func parseDate(_ text: String) -> Date? {
+        (try? dateWithMilliseconds.parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text))
+    }
+
+    /// The JSON bytes of `state` (pretty, sorted keys, ISO 8601 dates with milliseconds, trailing newline).
     public static func encode(_ state: MigrationState) throws(MigrationError) -> Data {
         do {
             var data = try encoder().encode(state)
@@ -108,7 +120,7 @@ public struct StateStore: Sendable {
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()
             let text = try container.decode(String.self)
-            guard let date = ISO8601DateFormatter().date(from: text) else {
+            guard let date = parseDate(text) else {
                 throw DecodingError.dataCorruptedError(
                     in: container, debugDescription: "expected a date such as 2027-01-15T08:00:00Z, got \(UTF8Text.quoted(text, limit: 40))"
                 )
