@@ -130,6 +130,26 @@ final class CutoverDatabases: Sendable {
         return pids.count
     }
 
+    /// A session on the single node opened before the freeze, without pgha's override of the
+    /// read-only default: it reports the server's default as configuration reloads reach it.
+    func readOnlyWitness() async -> PGConnection? {
+        guard let login = connections.sourceAdminLogin(database: playbook.source.databases.project) else { return nil }
+        return await connections.connect(login, applicationName: Self.applicationName + "-witness").0
+    }
+
+    /// Whether new sessions on the single node start with `default_transaction_read_only = on`.
+    /// With a `witness` (opened before): once it sees `on`, the postmaster has reloaded (it
+    /// signals its sessions after reloading itself), so every session forked from now on starts
+    /// read-only — one query on an open session instead of a new login. Without one (or when it
+    /// broke), a new session of its own is asked.
+    func sourceReadOnlyDefault(witness: PGConnection?) async throws(MigrationError) -> Bool {
+        if let witness, witness.isHealthy,
+           let r = try? await witness.query("SELECT current_setting('default_transaction_read_only')", timeout: .seconds(3)) {
+            return r.string(0, 0) == "on"
+        }
+        return try await sourceReadOnlyDefault()
+    }
+
     /// Whether a new session on the single node gets `default_transaction_read_only = on` (pgha's
     /// own cached sessions lift it for themselves, so this opens one of its own).
     func sourceReadOnlyDefault() async throws(MigrationError) -> Bool {

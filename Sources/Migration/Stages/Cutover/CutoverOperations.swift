@@ -135,7 +135,7 @@ struct CutoverOperations: Sendable {
             throw MigrationError(.stageFailed, "the cutover's guardrails did not pass; nothing was frozen or changed: " + problems.joined(separator: "; ") + ". Next: fix it, then `pgha resume`")
         }
         context.progress("guardrails passed: every member streaming (" + lags.joined(separator: ", ") + "), no long transaction or DDL on the single node, wal_level logical on the cluster")
-        context.progress(String(format: "expected write pause: the catch-up (lag above), promotion (~0.3 s), the way back's slots (~0.3 s), the switch (~0.1 s); bounded by cutover.timeout (%.0f s)", cutover.timeoutSeconds))
+        context.progress(String(format: "expected write pause: PgBouncer PAUSE and the freeze (~0.1 s), the catch-up (lag above), Patroni's promotion (~0.3 s), the way back's slot and the switch (~0.1 s); bounded by cutover.timeout (%.0f s)", cutover.timeoutSeconds))
     }
 
     // MARK: - 2. Prepare
@@ -170,12 +170,71 @@ struct CutoverOperations: Sendable {
                 }
             }
         }
+        // Before the pause, so that it does not wait for them: the permanent slots are declared
+        // (a standby cluster ignores logical ones; promotion makes them count), and a freeze that
+        // members inherited from an earlier attempt is reset.
+        try await declarePermanentSlots()
+        try await resetInheritedFreeze("reset-inherited-freeze")
+    }
+
+    /// Patroni permanent logical slots for the way back, declared in one `PATCH /config` (each
+    /// database's step records its slot's undo). On a standby cluster Patroni keeps only permanent
+    /// physical slots: these take effect at promotion, and survive a switchover from then on.
+    func declarePermanentSlots() async throws {
+        var slots: [String: JSONValue] = [:]
+        for database in db.databases {
+            slots[CutoverStage.wayBackSlot(playbook, database: database.source)] = .object(["type": .string("logical"), "database": .string(database.cluster), "plugin": .string("pgoutput")])
+        }
+        var patched = false
+        for database in db.databases {
+            let slot = CutoverStage.wayBackSlot(playbook, database: database.source)
+            try await step("slot:\(database.source)", "declare the Patroni permanent logical slot \(slot) in \(database.cluster)", undo: .patroniSlot(.init(name: slot, database: database.cluster))) {
+                if !patched {
+                    try await patchConfig(.object(["slots": .object(slots)]), what: "the permanent slots")
+                    patched = true
+                }
+                return nil
+            }
+        }
+    }
+
+    /// `ALTER SYSTEM RESET default_transaction_read_only` on every member whose
+    /// postgresql.auto.conf carries it (a member cloned while an earlier attempt had the single
+    /// node frozen inherited it). ALTER SYSTEM works on a standby too.
+    func resetInheritedFreeze(_ name: String) async throws {
+        try await step(name, "ALTER SYSTEM RESET default_transaction_read_only on members that inherited it") {
+            for m in db.members {
+                guard let c = try? await db.member(host: m.host, port: m.port, database: "postgres") else { continue }
+                if try await db.autoConfSetting(c, "default_transaction_read_only") != nil {
+                    try await db.alterSystem(c, "default_transaction_read_only", to: nil)
+                    context.progress("\(m.name): the inherited read-only default was reset")
+                }
+            }
+            return nil
+        }
+    }
+
+    /// The standby leader now (the member the promotion will make the leader), from `GET /cluster`;
+    /// the sessions the pause will need on it are opened now (a hot standby accepts them, and
+    /// they stay open through the promotion).
+    func standbyLeader() async -> String? {
+        guard let client = try? db.connections.patroniClient(), let answer = try? await client.cluster(),
+              let name = answer.value.members.first(where: { $0.role.rawValue == "standby_leader" || $0.role.rawValue == "leader" })?.name
+        else { return nil }
+        if let m = db.members.first(where: { $0.name == name }) {
+            for database in ["postgres"] + db.databases.map(\.cluster) {
+                _ = try? await db.member(host: m.host, port: m.port, database: database)
+            }
+        }
+        return name
     }
 
     // MARK: - 3. Freeze and catch up
 
     func freezeAndCatchUp() async throws {
         let source = try await db.source(playbook.source.databases.project)
+        let witness = await db.readOnlyWitness()
+        defer { witness?.close() }
         if cutover.method == .pgbouncer, let settings = cutover.pgbouncer {
             let names = CutoverStage.pgbouncerDatabases(playbook)
             try await step("pgbouncer-pause", "PgBouncer PAUSE " + names.joined(separator: ", "), undo: .pgbouncerPause(.init(databases: names))) {
@@ -214,21 +273,31 @@ struct CutoverOperations: Sendable {
             context.progress("the single node is frozen: read-only by default, \(roles.count) role(s) without LOGIN, \(terminated) session(s) terminated")
             return nil
         }
-        // Proof: the read-only default is in force, and the application cannot log in.
-        guard try await wait("the read-only default", seconds: 5, { try await db.sourceReadOnlyDefault() }) else {
+        // The read-only default is in force before the final LSN is read.
+        guard try await wait("the read-only default", seconds: 5, { try await db.sourceReadOnlyDefault(witness: witness) }) else {
             throw MigrationError(.stageFailed, "default_transaction_read_only did not become on within 5 s of pg_reload_conf() on the single node")
         }
-        let probe = db.connections.sourceApplicationLogins[0]
-        let (probeConnection, observation) = await db.connections.connect(probe, applicationName: "pgha-cutover-probe")
-        if let probeConnection {
-            defer { probeConnection.close() }
-            let write = await db.connections.query(probeConnection, "CREATE TEMP TABLE pgha_probe (x int)")
-            if case .success = write {
-                throw MigrationError(.stageFailed, "the freeze did not hold: \(probe.user) could still log in and write on the single node")
+        // Proof that the application cannot write: its login is tried while the members catch
+        // up, and must have failed before the promotion.
+        let connections = db.connections
+        let probe = Task { () -> Result<String, MigrationError> in
+            let login = connections.sourceApplicationLogins[0]
+            let (connection, observation) = await connections.connect(login, applicationName: "pgha-cutover-probe")
+            if let connection {
+                defer { connection.close() }
+                if case .success = await connections.query(connection, "CREATE TEMP TABLE pgha_probe (x int)") {
+                    return .failure(MigrationError(.stageFailed, "the freeze did not hold: \(login.user) could still log in and write on the single node"))
+                }
             }
+            return .success("proof: \(login.user) cannot write on the single node (" + (observation.error.map { String($0.prefix(80)) } ?? "read-only") + ")")
         }
-        context.progress("proof: \(probe.user) cannot write on the single node (" + (observation.error.map { String($0.prefix(80)) } ?? "read-only") + ")")
+        defer { probe.cancel() }
+        try await catchUp(source)
+        context.progress(try await probe.value.get())
+    }
 
+    /// The final LSN, then every member's replay up to it (bounded by cutover.timeout).
+    func catchUp(_ source: PGConnection) async throws {
         var finalLSN = LSN.invalid
         try await step("final-lsn", "the final LSN of the single node") {
             finalLSN = try await db.currentLSN(source)
@@ -256,21 +325,26 @@ struct CutoverOperations: Sendable {
 
     // MARK: - 4. Promote
 
-    func promote() async throws {
-        let client = try db.connections.patroniClient()
-        var standbyLeader = "?"
-        if let answer = try? await client.cluster() {
-            standbyLeader = answer.value.members.first { $0.role.rawValue == "standby_leader" || $0.role.rawValue == "leader" }?.name ?? "?"
-        }
-        try await step("promote", "promote the cluster \(playbook.target.scope): PATCH /config standby_cluster: null", undo: .promotion(.init(member: standbyLeader))) {
-            if await db.writableLeader() == nil {
+    /// `standbyLeader`: the member expected to lead (looked up before the pause), polled first.
+    func promote(standbyLeader: String?) async throws -> (name: String, host: String, port: Int) {
+        // Sent again only when an interrupted run may not have sent it (an intent on disk) and no
+        // member leads yet; a merge patch is idempotent anyway.
+        let resumed = journal.step(stage, named: "promote")?.phase == .intent
+        try await step("promote", "promote the cluster \(playbook.target.scope): PATCH /config standby_cluster: null", undo: .promotion(.init(member: standbyLeader ?? "?"))) {
+            let leading = resumed ? await db.writableLeader() != nil : false
+            if !leading {
                 try await patchConfig(.object(["standby_cluster": .null]), what: "the promotion")
             }
             return nil
         }
+        let expected = db.members.first { $0.name == standbyLeader }
         var leader: (name: String, host: String, port: Int)?
         guard try await wait("a writable leader", seconds: 30, {
-            leader = await db.writableLeader()
+            if let expected, await db.isWritablePrimary(host: expected.host, port: expected.port) {
+                leader = expected
+            } else {
+                leader = await db.writableLeader()
+            }
             return leader != nil
         }), let leader else {
             throw MigrationError(.stageFailed, "no member became a writable leader within 30 s of the promotion")
@@ -280,23 +354,7 @@ struct CutoverOperations: Sendable {
             $0.promotedMember = leader.name
         }
         context.progress("promoted: \(leader.name) is the leader, out of recovery")
-        // A member cloned after the freeze inherited it through postgresql.auto.conf.
-        try await step("reset-inherited-freeze", "ALTER SYSTEM RESET default_transaction_read_only on members that inherited it") {
-            for m in db.members {
-                guard let c = try? await db.member(host: m.host, port: m.port, database: "postgres") else { continue }
-                if try await db.autoConfSetting(c, "default_transaction_read_only") != nil {
-                    try await db.alterSystem(c, "default_transaction_read_only", to: nil)
-                    context.progress("\(m.name): the inherited read-only default was reset")
-                }
-            }
-            return nil
-        }
-        let roles = frozenRoles
-        try await step("cluster-logins", "LOGIN back for " + roles.joined(separator: ", ") + " on the cluster (the freeze reached it by replication)") {
-            let c = try await db.member(host: leader.host, port: leader.port, database: "postgres")
-            try await db.setLogin(c, roles: roles, login: true)
-            return nil
-        }
+        return leader
     }
 
     /// The roles the freeze took LOGIN from.
@@ -314,48 +372,52 @@ struct CutoverOperations: Sendable {
 
     // MARK: - 5. The way back, on the cluster
 
-    func prepareWayBack() async throws {
-        let leader = try await leader()
+    /// Inside the pause, after the promotion: LOGIN back for the application's roles (the freeze
+    /// reached the cluster by replication) and, per database, the publication then the slot —
+    /// all at once, each on its own connection. The slot is created here rather than left to
+    /// Patroni (~0.3 s later): it must exist before the application's first write on the
+    /// cluster, or that write would never flow back.
+    func prepareWayBack(leader: (name: String, host: String, port: Int)) async throws {
+        let roles = frozenRoles
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await step("cluster-logins", "LOGIN back for " + roles.joined(separator: ", ") + " on the cluster (the freeze reached it by replication)") {
+                    let c = try await db.member(host: leader.host, port: leader.port, database: "postgres")
+                    try await db.setLogin(c, roles: roles, login: true)
+                    return nil
+                }
+            }
+            for database in db.databases {
+                group.addTask { try await wayBackOnCluster(database, leader: leader) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    func wayBackOnCluster(_ database: (source: String, cluster: String), leader: (name: String, host: String, port: Int)) async throws {
         let publication = cutover.wayBackName
-        for database in db.databases {
-            let c = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
-            try await step("publication:\(database.source)", "CREATE PUBLICATION \(publication) FOR ALL TABLES in \(database.cluster) on the cluster",
-                           undo: .createdObject(.init(server: "cluster", database: database.cluster, kind: "publication", name: publication))) {
-                let exists = try await db.run(c, "SELECT 1 FROM pg_publication WHERE pubname = $1", [.text(publication)], what: "looking for the publication")
-                if exists.rowCount == 0 {
-                    try await db.run(c, "CREATE PUBLICATION \(PlaybookSQL.identifier(publication)) FOR ALL TABLES", what: "CREATE PUBLICATION \(publication)")
-                }
-                return nil
+        let c = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
+        try await step("publication:\(database.source)", "CREATE PUBLICATION \(publication) FOR ALL TABLES in \(database.cluster) on the cluster",
+                       undo: .createdObject(.init(server: "cluster", database: database.cluster, kind: "publication", name: publication))) {
+            let exists = try await db.run(c, "SELECT 1 FROM pg_publication WHERE pubname = $1", [.text(publication)], what: "looking for the publication")
+            if exists.rowCount == 0 {
+                try await db.run(c, "CREATE PUBLICATION \(PlaybookSQL.identifier(publication)) FOR ALL TABLES", what: "CREATE PUBLICATION \(publication)")
             }
+            return nil
         }
-        // Permanent slots: Patroni keeps them on the leader and copies them to the replicas, so
-        // they survive a switchover.
-        var slots: [String: JSONValue] = [:]
-        for database in db.databases {
-            slots[CutoverStage.wayBackSlot(playbook, database: database.source)] = .object(["type": .string("logical"), "database": .string(database.cluster), "plugin": .string("pgoutput")])
-        }
-        var patched = false
-        for database in db.databases {
-            let slot = CutoverStage.wayBackSlot(playbook, database: database.source)
-            try await step("slot:\(database.source)", "Patroni permanent logical slot \(slot) in \(database.cluster)", undo: .patroniSlot(.init(name: slot, database: database.cluster))) {
-                // One PATCH declares every database's slot (the next database's step skips it).
-                if database.source == db.databases.first?.source || !patched {
-                    try await patchConfig(.object(["slots": .object(slots)]), what: "the permanent slots")
-                    patched = true
+        let slot = CutoverStage.wayBackSlot(playbook, database: database.source)
+        try await step("slot-create:\(database.source)", "create the logical slot \(slot) on the leader (declared permanent before the pause)") {
+            let r = try await db.run(c, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [.text(slot)], what: "looking for slot \(slot)")
+            if r.rowCount == 0 {
+                do {
+                    _ = try await c.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [.text(slot)], timeout: CutoverDatabases.statementTimeout)
+                } catch {
+                    // Patroni may have created it first (it is a permanent slot).
+                    if (error as? PGError)?.sqlState != "42710" { throw MigrationError(.stageFailed, "creating slot \(slot) failed: \(db.connections.describe("\(error)"))") }
                 }
-                let c = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
-                // Patroni creates it within a loop (~0.3 s); creating it at once keeps the pause short.
-                let r = try await db.run(c, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [.text(slot)], what: "looking for slot \(slot)")
-                if r.rowCount == 0 {
-                    do {
-                        _ = try await c.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [.text(slot)], timeout: CutoverDatabases.statementTimeout)
-                    } catch {
-                        if (error as? PGError)?.sqlState != "42710" { throw MigrationError(.stageFailed, "creating slot \(slot) failed: \(db.connections.describe("\(error)"))") }
-                    }
-                }
-                context.progress("\(database.cluster): slot \(slot) exists on the leader: from now on every write on the cluster can flow back")
-                return nil
             }
+            context.progress("\(database.cluster): slot \(slot) exists on the leader: from now on every write on the cluster can flow back")
+            return nil
         }
     }
 
@@ -364,15 +426,21 @@ struct CutoverOperations: Sendable {
     var iniBackupPath: String { context.store.directory + "/pgbouncer.ini.before-cutover" }
     var envBackupPath: String { context.store.directory + "/application.env.before-cutover" }
 
+    /// PgBouncer reaches the leader through its target (HAProxy's primary port): waits until a
+    /// session through it lands on a writable primary (bounded, 30 s). Nothing to wait for with the
+    /// hook method. Run alongside `prepareWayBack`: it changes nothing.
+    func awaitSwitchTarget() async throws {
+        guard cutover.method == .pgbouncer, let target = cutover.pgbouncer?.target else { return }
+        guard try await wait("the leader through \(target)", seconds: 30, { await db.isWritablePrimary(host: target.host, port: target.port) }) else {
+            throw MigrationError(.stageFailed, "\(target) (cutover.pgbouncer.target) does not lead to a writable primary within 30 s: is HAProxy running with the generated haproxy.cfg?")
+        }
+    }
+
     func switchApplication() async throws {
         switch cutover.method {
         case .pgbouncer:
             guard let settings = cutover.pgbouncer else { throw MigrationError(.stageFailed, "cutover.pgbouncer is missing") }
-            // PgBouncer reaches the leader through its target (HAProxy's primary port): wait for it.
             let target = settings.target
-            guard try await wait("the leader through \(target)", seconds: 30, { await db.isWritablePrimary(host: target.host, port: target.port) }) else {
-                throw MigrationError(.stageFailed, "\(target) (cutover.pgbouncer.target) does not lead to a writable primary within 30 s: is HAProxy running with the generated haproxy.cfg?")
-            }
             let names = CutoverStage.pgbouncerDatabases(playbook)
             try await step("switch-application", "repoint PgBouncer at \(target), RELOAD, RESUME (the point of no return)",
                            undo: .createdObject(.init(server: "local", database: settings.iniFile, kind: "file-backup", name: iniBackupPath))) {

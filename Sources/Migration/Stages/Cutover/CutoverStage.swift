@@ -141,9 +141,12 @@ public struct CutoverStage: MigrationStageExecutor {
         }
         if journal.step(stage, named: "switch-application").map({ $0.phase == .done || $0.phase == .intent }) != true {
             do {
+                let standbyLeader = await ops.standbyLeader()
                 try await ops.freezeAndCatchUp()
-                try await ops.promote()
-                try await ops.prepareWayBack()
+                let leader = try await ops.promote(standbyLeader: standbyLeader)
+                async let targetReady: Void = ops.awaitSwitchTarget()
+                try await ops.prepareWayBack(leader: leader)
+                try await targetReady
             } catch {
                 // Before the point of no return: the application goes back to where it was.
                 let why = (error as? MigrationError)?.message ?? "\(error)"
@@ -151,7 +154,15 @@ public struct CutoverStage: MigrationStageExecutor {
                 throw error
             }
             try await ops.switchApplication()
+        } else if journal.step(stage, named: "switch-application")?.phase == .intent {
+            // Interrupted during the switch (it may or may not have happened): its body is
+            // idempotent (the ini is rewritten from the backup), so it runs again — else PgBouncer
+            // could stay paused, or pointed at the frozen single node.
+            try await ops.awaitSwitchTarget()
+            try await ops.switchApplication()
         }
+        // Outside the pause: a member cloned during it would have inherited the freeze.
+        try await ops.resetInheritedFreeze("reset-inherited-freeze:after-switch")
         try await ops.subscribeSingleNode()
         try await ops.proveWayBack()
         try await ops.awaitReplicasStreaming()
