@@ -1,4 +1,5 @@
 import Foundation
+import PlainText
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -196,7 +197,7 @@ public struct SandboxController: Sendable {
         // Roles and databases (idempotent); sample data only into databases created just now.
         let existing = try await psqlQuery(
             socketDir: single.socketDir, port: single.port, database: "postgres",
-            "SELECT datname FROM pg_database WHERE datname IN (\(SandboxRendering.sqlLiteral(single.projectDatabase)), \(SandboxRendering.sqlLiteral(single.sharedDatabase)))"
+            "SELECT datname FROM pg_database WHERE datname IN (\(SQLQuoting.literal(single.projectDatabase)), \(SQLQuoting.literal(single.sharedDatabase)))"
         )
         try await psqlScript(
             socketDir: single.socketDir, port: single.port, database: "postgres",

@@ -1,4 +1,5 @@
 import Foundation
+import PlainText
 
 /// Renders every configuration file and SQL script of the sandbox. Pure functions of the
 /// configuration (and, where a file must embed one, of the passwords): unit-tested without servers.
@@ -6,16 +7,6 @@ enum SandboxRendering {
     /// A YAML single-quoted scalar (`'` doubled), safe for any string.
     static func yamlQuoted(_ value: String) -> String {
         "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
-    }
-
-    /// A SQL string literal (`'` doubled).
-    static func sqlLiteral(_ value: String) -> String {
-        "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
-    }
-
-    /// A SQL identifier (`"` doubled).
-    static func sqlIdentifier(_ value: String) -> String {
-        "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
     /// The three pg_hba rules shared by the single node and the Patroni members.
@@ -72,8 +63,8 @@ enum SandboxRendering {
         // The replication role a standby cluster streams with (the physical method's members log in
         // to the single node as it).
         return applicationRoleAndDatabasesSQL(configuration, passwords, superuserPassword: passwords.superuser) + [
-            "SELECT 'CREATE ROLE \(sqlIdentifier(replication)) LOGIN REPLICATION' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = \(sqlLiteral(replication))) \\gexec",
-            "ALTER ROLE \(sqlIdentifier(replication)) LOGIN REPLICATION PASSWORD \(sqlLiteral(passwords.replication));",
+            "SELECT 'CREATE ROLE \(SQLQuoting.quotedIdentifier(replication)) LOGIN REPLICATION' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = \(SQLQuoting.literal(replication))) \\gexec",
+            "ALTER ROLE \(SQLQuoting.quotedIdentifier(replication)) LOGIN REPLICATION PASSWORD \(SQLQuoting.literal(passwords.replication));",
         ].joined(separator: "\n") + "\n"
     }
 
@@ -88,15 +79,15 @@ enum SandboxRendering {
             "SET client_min_messages = warning;",
         ]
         if let superuserPassword {
-            sql.append("ALTER ROLE \(sqlIdentifier(configuration.users.superuser)) PASSWORD \(sqlLiteral(superuserPassword));")
+            sql.append("ALTER ROLE \(SQLQuoting.quotedIdentifier(configuration.users.superuser)) PASSWORD \(SQLQuoting.literal(superuserPassword));")
         }
         sql += [
-            "SELECT 'CREATE ROLE \(sqlIdentifier(app)) LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = \(sqlLiteral(app))) \\gexec",
-            "ALTER ROLE \(sqlIdentifier(app)) LOGIN PASSWORD \(sqlLiteral(passwords.application));",
+            "SELECT 'CREATE ROLE \(SQLQuoting.quotedIdentifier(app)) LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = \(SQLQuoting.literal(app))) \\gexec",
+            "ALTER ROLE \(SQLQuoting.quotedIdentifier(app)) LOGIN PASSWORD \(SQLQuoting.literal(passwords.application));",
         ]
         for database in [configuration.single.projectDatabase, configuration.single.sharedDatabase] {
             sql.append(
-                "SELECT 'CREATE DATABASE \(sqlIdentifier(database)) OWNER \(sqlIdentifier(app))' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = \(sqlLiteral(database))) \\gexec"
+                "SELECT 'CREATE DATABASE \(SQLQuoting.quotedIdentifier(database)) OWNER \(SQLQuoting.quotedIdentifier(app))' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = \(SQLQuoting.literal(database))) \\gexec"
             )
         }
         return sql.joined(separator: "\n") + "\n"
@@ -107,7 +98,7 @@ enum SandboxRendering {
     static func projectSampleSQL(_ configuration: SandboxConfiguration) -> String {
         """
         \\set ON_ERROR_STOP on
-        SET ROLE \(sqlIdentifier(configuration.users.application));
+        SET ROLE \(SQLQuoting.quotedIdentifier(configuration.users.application));
         BEGIN;
         CREATE TABLE IF NOT EXISTS projects (
             id          bigserial PRIMARY KEY,
@@ -146,7 +137,7 @@ enum SandboxRendering {
     static func sharedSampleSQL(_ configuration: SandboxConfiguration) -> String {
         """
         \\set ON_ERROR_STOP on
-        SET ROLE \(sqlIdentifier(configuration.users.application));
+        SET ROLE \(SQLQuoting.quotedIdentifier(configuration.users.application));
         BEGIN;
         CREATE TABLE IF NOT EXISTS knowledge_items (
             id          bigserial PRIMARY KEY,
@@ -179,7 +170,7 @@ enum SandboxRendering {
     /// REPLICA IDENTITY FULL, the fix `source.primary_keys` advises, so that logical replication
     /// (the logical method, and the way back of both methods) can apply its updates and deletes.
     static func pgbenchOwnershipSQL(_ configuration: SandboxConfiguration) -> String {
-        let app = sqlIdentifier(configuration.users.application)
+        let app = SQLQuoting.quotedIdentifier(configuration.users.application)
         return (["\\set ON_ERROR_STOP on"]
             + ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"].map { "ALTER TABLE \($0) OWNER TO \(app);" }
             + ["ALTER TABLE pgbench_history REPLICA IDENTITY FULL;"])

@@ -455,4 +455,20 @@ struct SandboxUnitTests {
         let reason = try #require(controller.spentReason())
         #expect(reason.contains(autoConf))
     }
+
+    // MARK: SQL quoting (PlainText, shared with the cutover)
+
+    @Test func sqlQuotingKeepsPlainNamesBareAndQuotesTheRest() {
+        #expect(SQLQuoting.identifier("pgha_way_back") == "pgha_way_back")
+        #expect(SQLQuoting.identifier("_x1") == "_x1")
+        #expect(SQLQuoting.identifier("Mixed") == "\"Mixed\"")
+        #expect(SQLQuoting.identifier("1st") == "\"1st\"")
+        #expect(SQLQuoting.identifier("a b") == "\"a b\"")
+        #expect(SQLQuoting.identifier("é") == "\"é\"")
+        #expect(SQLQuoting.identifier("we\"ird") == "\"we\"\"ird\"")
+        #expect(SQLQuoting.identifier("") == "\"\"")
+        #expect(SQLQuoting.quotedIdentifier("dpg_cluster") == "\"dpg_cluster\"")
+        #expect(SQLQuoting.literal("it's") == "'it''s'")
+        #expect(SQLQuoting.literal("") == "''")
+    }
 }

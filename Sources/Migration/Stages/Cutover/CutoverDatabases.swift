@@ -1,4 +1,5 @@
 import Foundation
+import PlainText
 import PGClient
 import Patroni
 import Synchronization
@@ -96,7 +97,7 @@ final class CutoverDatabases: Sendable {
 
     /// `ALTER SYSTEM SET/RESET name` and a reload.
     func alterSystem(_ connection: PGConnection, _ name: String, to value: String?) async throws(MigrationError) {
-        let sql = value.map { "ALTER SYSTEM SET \(name) = \(PlaybookSQL.literal($0))" } ?? "ALTER SYSTEM RESET \(name)"
+        let sql = value.map { "ALTER SYSTEM SET \(name) = \(SQLQuoting.literal($0))" } ?? "ALTER SYSTEM RESET \(name)"
         try await run(connection, sql, what: "ALTER SYSTEM \(value == nil ? "RESET" : "SET") \(name)")
         try await run(connection, "SELECT pg_reload_conf()", what: "reloading the configuration")
     }
@@ -111,7 +112,7 @@ final class CutoverDatabases: Sendable {
 
     func setLogin(_ connection: PGConnection, roles: [String], login: Bool) async throws(MigrationError) {
         for role in roles {
-            try await run(connection, "ALTER ROLE \(PlaybookSQL.identifier(role)) \(login ? "LOGIN" : "NOLOGIN")", what: "ALTER ROLE \(role) \(login ? "LOGIN" : "NOLOGIN")")
+            try await run(connection, "ALTER ROLE \(SQLQuoting.identifier(role)) \(login ? "LOGIN" : "NOLOGIN")", what: "ALTER ROLE \(role) \(login ? "LOGIN" : "NOLOGIN")")
         }
     }
 
@@ -218,19 +219,5 @@ final class CutoverDatabases: Sendable {
     func writableLeader() async -> (name: String, host: String, port: Int)? {
         for m in members where await isWritablePrimary(host: m.host, port: m.port) { return m }
         return nil
-    }
-}
-
-/// Identifier and literal quoting for the few statements the cutover builds (names come from
-/// the playbook or the catalog, never from the application's data).
-enum PlaybookSQL {
-    static func identifier(_ name: String) -> String {
-        let plain = name.first.map { $0 == "_" || ($0.isLetter && $0.isLowercase) } == true
-            && name.allSatisfy { ($0.isLetter && $0.isLowercase) || $0.isNumber || $0 == "_" }
-        return plain && name.unicodeScalars.allSatisfy(\.isASCII) ? name : "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-    }
-
-    static func literal(_ value: String) -> String {
-        "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
     }
 }

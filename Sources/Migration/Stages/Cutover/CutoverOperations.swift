@@ -165,7 +165,7 @@ struct CutoverOperations: Sendable {
                                undo: .createdObject(.init(server: "source", database: database.source, kind: "table", name: table))) {
                     try await db.run(source, sql, what: "creating \(table)")
                     let owner = playbook.source.user
-                    try await db.run(source, "ALTER TABLE \(table) OWNER TO \(PlaybookSQL.identifier(owner))", what: "giving \(table) to \(owner)")
+                    try await db.run(source, "ALTER TABLE \(table) OWNER TO \(SQLQuoting.identifier(owner))", what: "giving \(table) to \(owner)")
                     return nil
                 }
             }
@@ -401,7 +401,7 @@ struct CutoverOperations: Sendable {
                        undo: .createdObject(.init(server: "cluster", database: database.cluster, kind: "publication", name: publication))) {
             let exists = try await db.run(c, "SELECT 1 FROM pg_publication WHERE pubname = $1", [.text(publication)], what: "looking for the publication")
             if exists.rowCount == 0 {
-                try await db.run(c, "CREATE PUBLICATION \(PlaybookSQL.identifier(publication)) FOR ALL TABLES", what: "CREATE PUBLICATION \(publication)")
+                try await db.run(c, "CREATE PUBLICATION \(SQLQuoting.identifier(publication)) FOR ALL TABLES", what: "CREATE PUBLICATION \(publication)")
             }
             return nil
         }
@@ -543,7 +543,7 @@ struct CutoverOperations: Sendable {
                 let exists = try await db.run(source, "SELECT 1 FROM pg_subscription WHERE subname = $1", [.text(name)], what: "looking for the subscription")
                 if exists.rowCount == 0 {
                     let conninfo = try subscriptionConninfo(database: database.cluster)
-                    try await db.run(source, "CREATE SUBSCRIPTION \(PlaybookSQL.identifier(name)) CONNECTION \(PlaybookSQL.literal(conninfo)) PUBLICATION \(PlaybookSQL.identifier(cutover.wayBackName)) WITH (copy_data = false, create_slot = false, slot_name = \(PlaybookSQL.literal(name)), enabled = true)",
+                    try await db.run(source, "CREATE SUBSCRIPTION \(SQLQuoting.identifier(name)) CONNECTION \(SQLQuoting.literal(conninfo)) PUBLICATION \(SQLQuoting.identifier(cutover.wayBackName)) WITH (copy_data = false, create_slot = false, slot_name = \(SQLQuoting.literal(name)), enabled = true)",
                                      what: "CREATE SUBSCRIPTION \(name)")
                 }
                 context.progress("\(database.source): the single node subscribes to the cluster (\(name))")
@@ -676,7 +676,7 @@ struct CutoverOperations: Sendable {
                 try await db.run(source, "DROP TABLE IF EXISTS \(object.name)", what: "dropping \(object.name)")
             case .createdObject(let object) where object.server == "cluster" && object.objectKind == "publication":
                 if let leader = await db.writableLeader(), let c = try? await db.member(host: leader.host, port: leader.port, database: object.database) {
-                    _ = try? await c.query("DROP PUBLICATION IF EXISTS \(PlaybookSQL.identifier(object.name))", timeout: CutoverDatabases.statementTimeout)
+                    _ = try? await c.query("DROP PUBLICATION IF EXISTS \(SQLQuoting.identifier(object.name))", timeout: CutoverDatabases.statementTimeout)
                 }
             case .patroniSlot(let slot):
                 try? await patchConfig(.object(["slots": .object([slot.name: .null])]), what: "removing slot \(slot.name)")

@@ -1,4 +1,5 @@
 import Foundation
+import PlainText
 import PGClient
 import Patroni
 
@@ -136,7 +137,7 @@ struct CutoverRollback: Sendable {
             try await db.writable(source)
             let exists = try await db.run(source, "SELECT 1 FROM pg_subscription WHERE subname = $1", [.text(name)], what: "looking for the subscription")
             if exists.rowCount > 0 {
-                let quoted = PlaybookSQL.identifier(name)
+                let quoted = SQLQuoting.identifier(name)
                 try await db.run(source, "ALTER SUBSCRIPTION \(quoted) DISABLE", what: "disabling \(name)")
                 try await db.run(source, "ALTER SUBSCRIPTION \(quoted) SET (slot_name = NONE)", what: "detaching \(name) from its slot")
                 try await db.run(source, "DROP SUBSCRIPTION \(quoted)", what: "dropping \(name)")
@@ -167,7 +168,7 @@ struct CutoverRollback: Sendable {
                 return false
             }
             if !gone { ops.context.progress("slot \(slot) on \(leader.name) is still in use: Patroni drops it once unused") }
-            try await db.run(c, "DROP PUBLICATION IF EXISTS \(PlaybookSQL.identifier(ops.cutover.wayBackName))", what: "dropping the publication")
+            try await db.run(c, "DROP PUBLICATION IF EXISTS \(SQLQuoting.identifier(ops.cutover.wayBackName))", what: "dropping the publication")
         }
         ops.context.progress("the way back is removed from the cluster (slots, publication)")
     }

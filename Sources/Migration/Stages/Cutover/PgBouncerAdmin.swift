@@ -69,7 +69,8 @@ struct PgBouncerAdmin: Sendable {
         }
     }
 
-    /// PgBouncer's admin console takes plain or double-quoted names.
+    /// PgBouncer's admin console takes plain or double-quoted names. Its own grammar (names are
+    /// kept as written, upper case included), hence not `SQLQuoting.identifier`.
     static func identifier(_ name: String) -> String {
         name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } ? name : "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
