@@ -89,10 +89,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .target(name: "Verification", dependencies: ["HAPool"], swiftSettings: swiftSettings),
+        .target(name: "Verification", dependencies: ["HAPool", "PGClient", "Patroni"], swiftSettings: swiftSettings),
         .target(
             name: "Sandbox",
-            dependencies: ["PGClient", "HTTPClient", "Patroni", "CCrypto", "PlainText"],
+            dependencies: ["Patroni", "CCrypto", "PlainText"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -138,7 +138,7 @@ let package = Package(
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "PatroniTests",
-            dependencies: ["Patroni", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["Patroni", "HTTPClient", "TestSupport"],
             resources: [.copy("Fixtures")], swiftSettings: swiftSettings
         ),
         // Test doubles of the HA pool's executor: a fake clock, connections, topology source.
@@ -158,8 +158,9 @@ let package = Package(
         .testTarget(
             name: "MigrationTests",
             dependencies: [
-                "Migration", "Verification", "Patroni", "TestSupport", "PlainText", "ShadowCompare",
+                "Migration", "Verification", "HAPool", "PGClient", "Patroni", "TestSupport", "PlainText", "ShadowCompare",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             resources: [.copy("Fixtures")],

@@ -1,34 +1,80 @@
-public import HTTPClient
+import HTTPClient
 
-/// Where the Patroni REST API is and how to talk to it.
+/// TLS to the REST API (Patroni's `restapi.certfile`, `restapi.cafile`, `restapi.verify_client`).
+public struct PatroniTLS: Sendable, Hashable {
+    /// CA bundle that signed the members' certificates; nil: the system's.
+    public var caFile: String?
+    /// Client certificate and key, for `restapi.verify_client: required`.
+    public var certFile: String?
+    public var keyFile: String?
+    /// Verify the member's certificate chain and its name (on by default: turn off only in a test).
+    public var verifyPeer: Bool
+    public var verifyHost: Bool
+
+    public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil, verifyPeer: Bool = true, verifyHost: Bool = true) {
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.verifyPeer = verifyPeer
+        self.verifyHost = verifyHost
+    }
+}
+
+/// Basic auth for the REST API (`restapi.authentication`: Patroni requires it for POST, PATCH and
+/// DELETE when set). Its description never shows the password.
+public struct PatroniCredentials: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
+    public var user: String
+    public var password: String
+
+    public init(user: String, password: String) {
+        self.user = user
+        self.password = password
+    }
+
+    public var description: String { "\(user):<redacted>" }
+    public var debugDescription: String { description }
+}
+
+/// Where the Patroni REST API is and how to talk to it, in Patroni's terms (the HTTP client
+/// underneath is this module's business: no caller builds its settings).
 public struct PatroniClientConfiguration: Sendable {
     /// The members' REST API endpoints. Reads ask all of them; duplicates are ignored.
     public var endpoints: [PatroniEndpoint]
-    /// Timeouts (per endpoint), TLS and basic auth (Patroni requires it for POST/PATCH/DELETE
-    /// when `restapi.authentication` is set).
-    public var http: HTTPClientConfiguration
+    /// Per endpoint: to connect, and for the whole request. The defaults suit polling `/cluster`
+    /// on a LAN: 250 ms and 1 s (a member busy in a leader election can take over 0.5 s; the other
+    /// members answer meanwhile).
+    public var connectTimeout: Duration
+    public var requestTimeout: Duration
+    /// TLS (with `https` endpoints), basic auth.
+    public var tls: PatroniTLS?
+    public var credentials: PatroniCredentials?
+    /// Largest answer accepted; a larger one fails that endpoint as malformed.
+    public var maxBodyBytes: Int
     /// Total timeout of actions that Patroni performs before answering: `POST /switchover`
     /// and `/failover` wait up to ~20 s for the new leader.
     public var actionTimeout: Duration
 
-    /// Largest answer accepted (``HTTPClientConfiguration/maxBodyBytes``).
-    public var maxBodyBytes: Int {
-        get { http.maxBodyBytes }
-        set { http.maxBodyBytes = newValue }
-    }
-
-    /// Short timeouts suited to polling `/cluster` on a LAN: 250 ms to connect, 1 s in total.
-    /// A member busy in a leader election can take over 0.5 s; the other members answer meanwhile.
-    public static var defaultHTTP: HTTPClientConfiguration {
-        HTTPClientConfiguration(connectTimeout: .milliseconds(250), totalTimeout: .seconds(1), maxBodyBytes: 4 << 20)
-    }
-
-    public init(endpoints: [PatroniEndpoint], http: HTTPClientConfiguration = Self.defaultHTTP, actionTimeout: Duration = .seconds(40)) {
+    public init(
+        endpoints: [PatroniEndpoint], connectTimeout: Duration = .milliseconds(250), requestTimeout: Duration = .seconds(1),
+        tls: PatroniTLS? = nil, credentials: PatroniCredentials? = nil, maxBodyBytes: Int = 4 << 20, actionTimeout: Duration = .seconds(40)
+    ) {
         var unique: [PatroniEndpoint] = []
         for endpoint in endpoints where !unique.contains(endpoint) { unique.append(endpoint) }
         self.endpoints = unique
-        self.http = http
+        self.connectTimeout = connectTimeout
+        self.requestTimeout = requestTimeout
+        self.tls = tls
+        self.credentials = credentials
+        self.maxBodyBytes = maxBodyBytes
         self.actionTimeout = actionTimeout
+    }
+
+    /// The HTTP client's settings for reads (actions widen the total timeout).
+    var http: HTTPClientConfiguration {
+        var http = HTTPClientConfiguration(connectTimeout: connectTimeout, totalTimeout: requestTimeout, maxBodyBytes: maxBodyBytes)
+        http.tls = tls.map { HTTPTLSOptions(caFile: $0.caFile, certFile: $0.certFile, keyFile: $0.keyFile, verifyPeer: $0.verifyPeer, verifyHost: $0.verifyHost) }
+        http.basicAuth = credentials.map { HTTPBasicAuth(user: $0.user, password: $0.password) }
+        return http
     }
 }
 

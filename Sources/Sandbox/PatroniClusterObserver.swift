@@ -1,4 +1,3 @@
-import HTTPClient
 import Patroni
 
 /// Watches the sandbox cluster through the Patroni module's REST client: `GET /cluster` from
@@ -18,12 +17,9 @@ struct PatroniClusterObserver: ClusterObserver {
             names[endpoint] = member.name
             return endpoint
         }
-        var http = PatroniClientConfiguration.defaultHTTP
-        if let tls = configuration.tls {
-            http.tls = HTTPTLSOptions(caFile: tls.caCertificate)
-        }
         self.names = names
-        client = PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: http))
+        client = PatroniClient(configuration: PatroniClientConfiguration(
+            endpoints: endpoints, tls: configuration.tls.map { PatroniTLS(caFile: $0.caCertificate) }))
     }
 
     func observe() async -> ObservedCluster? {

@@ -215,9 +215,9 @@ struct SandboxFixture: Sendable {
     static func load() throws -> SandboxFixture {
         let sandbox = try SandboxConfiguration.load(baseDir: baseDir)
         let endpoints = sandbox.cluster.members.map { PatroniEndpoint(host: $0.host, port: $0.restPort) }
-        var http = HTTPClientConfiguration()
-        http.basicAuth = .init(user: sandbox.users.restAPI, password: try sandbox.password(\.restAPI))
-        return SandboxFixture(sandbox: sandbox, client: PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: http)))
+        let credentials = PatroniCredentials(user: sandbox.users.restAPI, password: try sandbox.password(\.restAPI))
+        return SandboxFixture(sandbox: sandbox, client: PatroniClient(configuration: PatroniClientConfiguration(
+            endpoints: endpoints, connectTimeout: .milliseconds(500), requestTimeout: .seconds(2), credentials: credentials)))
     }
 
     func poolConfig() throws -> PatroniClusterConfig {

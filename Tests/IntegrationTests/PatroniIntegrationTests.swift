@@ -16,10 +16,7 @@ struct PatroniIntegrationTests {
     }
 
     private func client(_ endpoints: [PatroniEndpoint], timeout: Duration = .seconds(1)) -> PatroniClient {
-        var http = PatroniClientConfiguration.defaultHTTP
-        http.totalTimeout = timeout
-        http.basicAuth = TestEnvironment.patroniAuth
-        return PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: http))
+        PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, requestTimeout: timeout, credentials: TestEnvironment.patroniAuth))
     }
 
     /// Polls `/cluster` until `condition` holds (bounded); returns the last answer.
@@ -122,7 +119,7 @@ struct PatroniIntegrationTests {
         let endpoints = try endpoints()
         let patroni = client(endpoints)
         _ = try await waitForCluster(patroni, until: Self.settled)
-        let http = HTTPClient(configuration: PatroniClientConfiguration.defaultHTTP)
+        let http = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: .milliseconds(250), totalTimeout: .seconds(1)))  // as the Patroni client's defaults
         let target = endpoints[0]
         let url = target.url("/cluster")
         var bare: [Duration] = []

@@ -16,12 +16,12 @@ extension TestEnvironment {
     static let patroniEndpoints: [PatroniEndpoint]? = patroniResult.endpoints
 
     /// Basic auth for Patroni's POST endpoints, when configured.
-    static let patroniAuth: HTTPBasicAuth? = patroniResult.auth
+    static let patroniAuth: PatroniCredentials? = patroniResult.auth
 
     /// Why `patroniEndpoints` is nil, for `#require` messages.
     static let patroniProblem: String = patroniResult.problem ?? ""
 
-    private static let patroniResult: (endpoints: [PatroniEndpoint]?, auth: HTTPBasicAuth?, problem: String?) = {
+    private static let patroniResult: (endpoints: [PatroniEndpoint]?, auth: PatroniCredentials?, problem: String?) = {
         guard let hosts = variables["PGHA_TEST_PATRONI_HOSTS"], !hosts.isEmpty else {
             return (nil, nil, "PGHA_TEST_PATRONI_HOSTS is not set (PGHA_REQUIRE_SANDBOX=1 needs the sandbox's PGHA_TEST_PATRONI_* variables)")
         }
@@ -31,12 +31,12 @@ extension TestEnvironment {
         } catch {
             return (nil, nil, "PGHA_TEST_PATRONI_HOSTS: \(error.message)")
         }
-        var auth: HTTPBasicAuth?
+        var auth: PatroniCredentials?
         if let user = variables["PGHA_TEST_PATRONI_API_USER"], let file = variables["PGHA_TEST_PATRONI_API_PASSWORD_FILE"] {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                 return (nil, nil, "PGHA_TEST_PATRONI_API_PASSWORD_FILE cannot be read: \(file)")
             }
-            auth = HTTPBasicAuth(user: user, password: text.trimmingCharacters(in: .newlines))
+            auth = PatroniCredentials(user: user, password: text.trimmingCharacters(in: .newlines))
         }
         return (endpoints, auth, nil)
     }()

@@ -21,11 +21,8 @@ private func endpoint(_ server: LoopbackServer) -> PatroniEndpoint {
     PatroniEndpoint(host: "127.0.0.1", port: server.port)
 }
 
-private func client(_ servers: [LoopbackServer], extra: [PatroniEndpoint] = [], timeout: Duration = .seconds(1), auth: HTTPBasicAuth? = nil) -> PatroniClient {
-    var http = PatroniClientConfiguration.defaultHTTP
-    http.totalTimeout = timeout
-    http.basicAuth = auth
-    return PatroniClient(configuration: PatroniClientConfiguration(endpoints: servers.map(endpoint) + extra, http: http, actionTimeout: .seconds(5)))
+private func client(_ servers: [LoopbackServer], extra: [PatroniEndpoint] = [], timeout: Duration = .seconds(1), auth: PatroniCredentials? = nil) -> PatroniClient {
+    PatroniClient(configuration: PatroniClientConfiguration(endpoints: servers.map(endpoint) + extra, requestTimeout: timeout, credentials: auth, actionTimeout: .seconds(5)))
 }
 
 /// A `/cluster` document whose leader `m1` has its API at `leaderPort`.
@@ -242,7 +239,7 @@ struct PatroniClientTests {
         defer { leaderAPI.stop() }
         let replicaAPI = try fakePatroni(["/cluster": (200, clusterJSON(leaderPort: leaderAPI.port))])
         defer { replicaAPI.stop() }
-        let patroni = client([replicaAPI], auth: HTTPBasicAuth(user: "admin", password: "pw-secret"))
+        let patroni = client([replicaAPI], auth: PatroniCredentials(user: "admin", password: "pw-secret"))
         let message = try await patroni.switchover(leader: nil, candidate: "m2")
         #expect(message == #"Successfully switched over to "m2""#)
         let post = try #require(leaderAPI.requests.first)
@@ -326,9 +323,7 @@ struct PatroniClientTests {
         let big = #"{"members": [], "scope": ""# + String(repeating: "x", count: 100_000) + #""}"#
         let member = try fakePatroni(["/cluster": (200, big)])
         defer { member.stop() }
-        var http = PatroniClientConfiguration.defaultHTTP
-        http.maxBodyBytes = 10_000
-        let patroni = PatroniClient(configuration: .init(endpoints: [endpoint(member)], http: http))
+        let patroni = PatroniClient(configuration: .init(endpoints: [endpoint(member)], maxBodyBytes: 10_000))
         let error = await #expect(throws: PatroniError.self) { try await patroni.cluster() }
         let failure = try #require(error?.failures[endpoint(member)])
         #expect(failure.code == .transport)

@@ -77,6 +77,10 @@ struct PatroniEndpointTests {
         #expect(config.endpoints.count == 2)
         config.maxBodyBytes = 1234
         #expect(config.http.maxBodyBytes == 1234)
-        #expect(PatroniClientConfiguration.defaultHTTP.totalTimeout <= .seconds(1))
+        #expect(config.requestTimeout <= .seconds(1))
+        config.tls = PatroniTLS(caFile: "/ca.pem")
+        config.credentials = PatroniCredentials(user: "u", password: "secret")
+        #expect(config.http.tls?.caFile == "/ca.pem" && config.http.basicAuth?.user == "u")
+        #expect(!"\(config.credentials!)".contains("secret"))
     }
 }

@@ -325,10 +325,8 @@ struct HostileServerTests {
         defer { hostile.stop() }
         let healthy = try LoopbackServer(reply: .bytes(Canned.response(body: Array(try Fixture.text("v4/cluster.json").utf8), close: true), close: true))
         defer { healthy.stop() }
-        var http = PatroniClientConfiguration.defaultHTTP
-        http.totalTimeout = .milliseconds(300)
         let endpoints = [PatroniEndpoint(host: "127.0.0.1", port: hostile.port), PatroniEndpoint(host: "127.0.0.1", port: healthy.port)]
-        let patroni = PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: http, actionTimeout: .seconds(5)))
+        let patroni = PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, requestTimeout: .milliseconds(300), actionTimeout: .seconds(5)))
 
         let answer = try await patroni.cluster()
         #expect(answer.endpoint == endpoints[1])
@@ -348,10 +346,8 @@ struct HostileServerTests {
     func allStall() async throws {
         let servers = try Kind.allCases.map { try LoopbackServer(reply: $0.reply) }
         defer { servers.forEach { $0.stop() } }
-        var http = PatroniClientConfiguration.defaultHTTP
-        http.totalTimeout = .milliseconds(300)
         let endpoints = servers.map { PatroniEndpoint(host: "127.0.0.1", port: $0.port) }
-        let patroni = PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: http, actionTimeout: .seconds(5)))
+        let patroni = PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, requestTimeout: .milliseconds(300), actionTimeout: .seconds(5)))
         let error = await #expect(throws: PatroniError.self) { try await patroni.cluster() }
         #expect(error?.code == .allEndpointsFailed)
         for endpoint in endpoints {

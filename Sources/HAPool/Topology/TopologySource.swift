@@ -1,5 +1,4 @@
 public import Patroni
-import HTTPClient
 
 /// Where topology observations come from. The real one asks Patroni's REST API; tests use fakes.
 public protocol TopologySource: Sendable {
@@ -37,16 +36,11 @@ public struct PatroniTopologySource: TopologySource {
 extension PatroniClusterConfig {
     /// The REST client settings derived from this configuration.
     public func patroniClientConfiguration(endpoints: [PatroniEndpoint]) -> PatroniClientConfiguration {
-        var http = HTTPClientConfiguration()
-        http.connectTimeout = api.connectTimeout
-        http.totalTimeout = api.requestTimeout
-        if api.useTLS || api.caFile != nil || api.certFile != nil {
-            http.tls = HTTPTLSOptions(caFile: api.caFile, certFile: api.certFile, keyFile: api.keyFile)
-        }
-        if let user = api.user, let password = api.password {
-            http.basicAuth = HTTPBasicAuth(user: user, password: password)
-        }
-        return PatroniClientConfiguration(endpoints: endpoints, http: http)
+        let tls = api.useTLS || api.caFile != nil || api.certFile != nil
+            ? PatroniTLS(caFile: api.caFile, certFile: api.certFile, keyFile: api.keyFile) : nil
+        let credentials = api.user.flatMap { user in api.password.map { PatroniCredentials(user: user, password: $0) } }
+        return PatroniClientConfiguration(
+            endpoints: endpoints, connectTimeout: api.connectTimeout, requestTimeout: api.requestTimeout, tls: tls, credentials: credentials)
     }
 }
 

@@ -126,9 +126,9 @@ struct BenchCommand: AsyncParsableCommand {
             let sb = try sandbox.load()
             let endpoints = sb.cluster.members.map { PatroniEndpoint(host: $0.host, port: $0.restPort) }
             let pool = try PatroniHAPool(config: try sandbox.poolConfig(sb))
-            var httpConfig = pool.config.patroniClientConfiguration(endpoints: endpoints).http
-            httpConfig.basicAuth = .init(user: sb.users.restAPI, password: try sb.password(\.restAPI))
-            let client = PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: httpConfig))
+            var clientConfig = pool.config.patroniClientConfiguration(endpoints: endpoints)
+            clientConfig.credentials = PatroniCredentials(user: sb.users.restAPI, password: try sb.password(\.restAPI))
+            let client = PatroniClient(configuration: clientConfig)
             try await pool.start()
             let kinds = kind == "both" ? ["switchover", "crash"] : [kind]
             print("kind        trigger→REST named  REST named→1st write  (promotion + pool reaction)  max write gap  lost dup non-leader")

@@ -75,9 +75,9 @@ extension BenchCommand {
             let sb = try sandbox.load()
             let endpoints = sb.cluster.members.map { PatroniEndpoint(host: $0.host, port: $0.restPort) }
             let pool = try PatroniHAPool(config: try sandbox.poolConfig(sb))
-            var httpConfig = pool.config.patroniClientConfiguration(endpoints: endpoints).http
-            httpConfig.basicAuth = .init(user: sb.users.restAPI, password: try sb.password(\.restAPI))
-            let client = PatroniClient(configuration: PatroniClientConfiguration(endpoints: endpoints, http: httpConfig))
+            var clientConfig = pool.config.patroniClientConfiguration(endpoints: endpoints)
+            clientConfig.credentials = PatroniCredentials(user: sb.users.restAPI, password: try sb.password(\.restAPI))
+            let client = PatroniClient(configuration: clientConfig)
             try await pool.start()
             var options = FailoverDrill.Options()
             options.writers = 2
