@@ -8,7 +8,8 @@ public enum MigrationExitCode: Int32, CaseIterable, Sendable, Codable {
     case success = 0
     /// An unexpected error (I/O, a bug); the message says what. State is saved when possible.
     case failure = 1
-    /// Usage error: bad arguments, an invalid playbook, a missing `${VAR}`, a changed playbook.
+    /// Usage error in what the command reads: an invalid playbook, a missing `${VAR}`, a changed
+    /// playbook (a malformed command line is argument-parser's exit 64).
     case usage = 2
     /// A stage or its gate failed and the run stopped (`on_failure: stop`, or the operator chose
     /// stop). Fix the cause and `pgha resume`.
@@ -34,7 +35,7 @@ public enum MigrationExitCode: Int32, CaseIterable, Sendable, Codable {
         switch self {
         case .success: return "completed (or --until reached, or rollback done on request)"
         case .failure: return "unexpected error"
-        case .usage: return "usage error or invalid playbook"
+        case .usage: return "invalid playbook, unset ${VAR} or changed playbook"
         case .stoppedOnFailure: return "a stage or gate failed and the run stopped"
         case .rolledBack: return "a stage failed and the run rolled back"
         case .stageNotBuilt: return "stopped before a stage that is not built yet"

@@ -32,7 +32,7 @@ struct MigrateCommand: AsyncParsableCommand {
     func run() async throws {
         let session = try MigrationSession.open(playbookPath: playbook, options: options, json: false)
         let out = session.output
-        let stop = try until.stage(out)
+        let stop = until.stage
         out.line("Guided migration. Before every stage you see what it checks and changes, and you are asked:")
         out.line("  y = run it, n = stop here (`pgha resume` continues later), s = skip it (asks for a reason).")
         out.line("Ctrl-C stops safely at any time; `pgha rollback` undoes what was done.")

@@ -30,24 +30,25 @@ struct JSONOutputOption: ParsableArguments {
     var json = false
 }
 
+/// A stage named on the command line: argument-parser refuses any other name (exit 64, listing
+/// the stages), like every other malformed command line.
+struct StageArgument: ExpressibleByArgument, Sendable {
+    let stage: MigrationStage
+
+    init?(argument: String) {
+        guard let stage = MigrationStage(rawValue: argument) else { return nil }
+        self.stage = stage
+    }
+
+    static var allValueStrings: [String] { MigrationStage.allCases.map(\.rawValue) }
+}
+
 /// `--until STAGE`.
 struct UntilOption: ParsableArguments {
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "Stop after this stage passes (\(MigrationStage.allCases.map(\.rawValue).joined(separator: ", "))).",
-            valueName: "stage"))
-    var until: String?
+    @Option(name: .long, help: ArgumentHelp("Stop after this stage passes.", valueName: "stage"))
+    var until: StageArgument?
 
-    /// The stage, or a usage error (exit 2) naming the valid ones.
-    func stage(_ output: MigrationOutput) throws -> MigrationStage? {
-        guard let until else { return nil }
-        guard let stage = MigrationStage(rawValue: until) else {
-            output.errorLine("error: --until: unknown stage '\(until)'; the stages are \(MigrationStage.allCases.map(\.rawValue).joined(separator: ", "))")
-            throw ExitCode(MigrationExitCode.usage.rawValue)
-        }
-        return stage
-    }
+    var stage: MigrationStage? { until?.stage }
 }
 
 /// `--accept-playbook-change`.

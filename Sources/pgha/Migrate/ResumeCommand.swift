@@ -52,6 +52,6 @@ struct ResumeCommand: AsyncParsableCommand {
         }
         let startedGuided = state.runs.last { $0.command == "migrate" || $0.command == "run" }?.command == "migrate"
         let ask = guided || (!unattended && !output.json && startedGuided)
-        try await session.run(.resume(until: until.stage(session.output)), command: "resume", guided: ask, allowPlaybookChange: playbookChange.accept)
+        try await session.run(.resume(until: until.stage), command: "resume", guided: ask, allowPlaybookChange: playbookChange.accept)
     }
 }

@@ -32,6 +32,6 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let session = try MigrationSession.open(playbookPath: playbook, options: options, json: output.json)
-        try await session.run(.forward(until: until.stage(session.output)), command: "run", guided: false, allowPlaybookChange: playbookChange.accept)
+        try await session.run(.forward(until: until.stage), command: "run", guided: false, allowPlaybookChange: playbookChange.accept)
     }
 }

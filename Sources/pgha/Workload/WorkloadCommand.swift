@@ -21,7 +21,8 @@ struct WorkloadCommand: AsyncParsableCommand {
             and prints what it judged: writes acknowledged, lost (acknowledged and missing), \
             duplicated, errors the application saw, writes of unknown outcome (never re-run) and \
             the longest write. With --report FILE the same as JSON. Exit codes: 0 nothing lost, \
-            duplicated or failed; 1 otherwise; 2 bad arguments; 3 the final check could not run.
+            duplicated or failed; 1 otherwise; 2 an unreadable --password-file; 3 the final check could \
+            not run; 64 a malformed command line (argument-parser).
             """
     )
 
