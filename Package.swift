@@ -146,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "HAPoolTests",
             dependencies: [
-                "HAPool", "HAPoolTesting", "TestSupport", "Patroni", "PGClient",
+                "HAPool", "HAPoolTesting", "TestSupport", "Patroni", "PGClient", "PlainText",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

@@ -12,7 +12,7 @@ struct PGHA: AsyncParsableCommand {
             migration orchestrator. `pgha sandbox` runs a local rehearsal system: a single \
             PostgreSQL node (the "before") and a three-member Patroni cluster on etcd (the "after").
             """,
-        version: "0.1.0",
+        version: PGHAVersion.current,
         subcommands: PGHA.commands
     )
 

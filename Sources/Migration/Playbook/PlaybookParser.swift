@@ -493,7 +493,7 @@ final class PlaybookReader {
     /// Bytes from `1048576`, `512kB`, `16MB`, `1GB` (base 1024, as PostgreSQL).
     func bytes(_ m: Fields, _ key: String) -> Int64? {
         guard let node = m[key] else { return nil }
-        guard let text = node.scalar?.string, let value = Self.parseBytes(text) else {
+        guard let text = node.scalar?.string, let value = parseBytes(text) else {
             issue(node, m.keyPath(key), "expected a size in bytes such as 1048576, 512kB or 16MB, got \(describe(node))")
             return nil
         }
@@ -619,18 +619,6 @@ final class PlaybookReader {
         }
         guard let value = Double(text), value.isFinite, value >= 0 else { return nil }
         return value
-    }
-
-    static func parseBytes(_ raw: String) -> Int64? {
-        let text = raw.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Int64)] = [("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10), ("KB", 1 << 10), ("B", 1)]
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            guard let n = Int64(text.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), n >= 0 else { return nil }
-            let (product, overflow) = n.multipliedReportingOverflow(by: factor)
-            return overflow ? nil : product
-        }
-        guard let n = Int64(text), n >= 0 else { return nil }
-        return n
     }
 
     /// The known key closest to `word` by edit distance, if close enough to be a typo.

@@ -16,59 +16,39 @@ import PGClient
 /// `extensions.min_versions`, or a member cannot be asked; WARN when the default versions differ.
 /// One `extension.<name>` check per extension carries its row of the node × extension matrix
 /// (see `ExtensionMatrix`).
-public struct ExtensionsStage: MigrationStageExecutor {
+public struct ExtensionsStage: CheckOnlyStage {
     public let stage = MigrationStage.extensions
-    public let makesChanges = false
     let cache = ObservationCache<ExtensionObservations>()
 
     static let applicationName = "pgha-extensions"
 
     public init() {}
 
-    public func plan(_ context: StageContext) async throws -> StagePlan {
+    func checks(_ context: StageContext) -> [String] {
         let p = context.playbook
         let connections = StageConnections(context)
         var required = p.extensions.required.map { name in
             p.extensions.minVersions[name].map { "\(name) ≥ \($0)" } ?? name
         }.joined(separator: ", ")
         if required.isEmpty { required = "none" }
-        let checks = [
+        return [
             "extensions.source: read pg_extension in " + connections.sourceDatabases.joined(separator: ", ") + " on the single node",
             "extensions.members: connect directly to every member of /cluster (leader and replicas) as " + (p.target.adminUser ?? p.target.user),
             "extension.<name>, for every extension the source uses and every required one (\(required)): available on every member, the source's installed version installable there, default versions alike (WARN otherwise)",
         ]
-        let missing = p.missingCredentials(in: context.environment).filter { $0.key != "target.api_password" }
-        return StagePlan(
-            stage: stage, makesChanges: false, checks: checks, changes: [],
-            undo: ["nothing to undo: this stage only reads"],
-            warnings: missing.map { "\($0.key) refers to \($0.reference), which is not set: the checks that need it will fail until it is exported" }
-        )
     }
 
-    public func run(_ context: StageContext) async throws {
-        try context.checkCancellation()
-        let observations = await observe(context)
-        try context.checkCancellation()
-        cache.store(observations, takenAt: observations.observedAt, playbook: context.playbook)
+    func observedAt(_ observations: ExtensionObservations) -> Date { observations.observedAt }
+
+    func summary(_ observations: ExtensionObservations, _ context: StageContext) -> [String] {
         let matrix = ExtensionsEvaluation.matrix(observations, required: context.playbook.extensions.required, minVersions: context.playbook.extensions.minVersions)
-        context.progress("extensions on every node (\(Int(observations.elapsedMs)) ms):\n" + matrix.table())
+        return ["extensions on every node (\(Int(observations.elapsedMs)) ms):\n" + matrix.table()]
     }
 
-    public func gate(_ context: StageContext) async throws -> [CheckResult] {
-        let observations: ExtensionObservations
-        if let cached = cache.take(now: context.clock.now(), playbook: context.playbook) {
-            observations = cached
-        } else {
-            observations = await observe(context)
-        }
+    func evaluate(_ observations: ExtensionObservations, _ context: StageContext) -> [CheckResult] {
         let e = context.playbook.extensions
         return ExtensionsEvaluation.evaluate(
             observations, required: e.required, minVersions: e.minVersions, membersDeferred: context.playbook.sync.method == .physical)
-            .map { $0.redacted(by: context.redactor) }
-    }
-
-    public func undo(_ context: StageContext) async throws {
-        context.progress("nothing to undo: the extensions stage changed nothing")
     }
 
     /// Reads the source's installed extensions and every member's available ones (members

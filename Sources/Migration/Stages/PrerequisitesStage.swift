@@ -19,14 +19,13 @@ import Foundation
 /// `PrerequisitesEvaluation.evaluate` into PASS / WARN / FAIL checks with the value observed and,
 /// when not PASS, what to do next. Every server error text passes through the playbook's
 /// redactor. docs/MIGRATION_TO_HA.md lists the checks.
-public struct PrerequisitesStage: MigrationStageExecutor {
+public struct PrerequisitesStage: CheckOnlyStage {
     public let stage = MigrationStage.prerequisites
-    public let makesChanges = false
     let cache = ObservationCache<PrerequisiteObservations>()
 
     public init() {}
 
-    public func plan(_ context: StageContext) async throws -> StagePlan {
+    func checks(_ context: StageContext) -> [String] {
         let p = context.playbook
         let t = p.thresholds
         let limits = PrerequisiteLimits(playbook: p)
@@ -34,7 +33,7 @@ public struct PrerequisitesStage: MigrationStageExecutor {
         let connections = StageConnections(context)
         let sourceLogins = connections.sourceApplicationLogins + connections.sourceDatabases.compactMap(connections.sourceAdminLogin)
         let memberLogins = [p.target.user] + (p.target.adminUser.map { [$0] } ?? [])
-        let checks = [
+        return [
             "source.reachable, source.version: the single node \(source) answers; PostgreSQL ≥ \(t.minServerVersion)",
             "credentials.source: " + sourceLogins.map { "\($0.user)@\($0.database)" }.joined(separator: ", ") + " log in",
             "source.wal_level: logical (changing it needs a restart of the single node)",
@@ -52,35 +51,14 @@ public struct PrerequisitesStage: MigrationStageExecutor {
             "cluster.pool: the application's HA pool starts against the cluster and confirms a writable leader",
             "credentials.<member>: " + memberLogins.joined(separator: " and ") + " log in on every member, connected directly",
         ]
-        let missing = p.missingCredentials(in: context.environment).filter { $0.key != "target.api_password" }
-        return StagePlan(
-            stage: stage, makesChanges: false, checks: checks, changes: [],
-            undo: ["nothing to undo: this stage only reads"],
-            warnings: missing.map { "\($0.key) refers to \($0.reference), which is not set: the checks that need it will fail until it is exported" }
-        )
     }
 
-    public func run(_ context: StageContext) async throws {
-        try context.checkCancellation()
-        let observations = await observe(context)
-        try context.checkCancellation()
-        cache.store(observations, takenAt: observations.observedAt, playbook: context.playbook)
-        for line in Self.summary(observations) { context.progress(line) }
-    }
+    func observedAt(_ observations: PrerequisiteObservations) -> Date { observations.observedAt }
 
-    public func gate(_ context: StageContext) async throws -> [CheckResult] {
-        let observations: PrerequisiteObservations
-        if let cached = cache.take(now: context.clock.now(), playbook: context.playbook) {
-            observations = cached
-        } else {
-            observations = await observe(context)
-        }
-        return PrerequisitesEvaluation.evaluate(observations, limits: PrerequisiteLimits(playbook: context.playbook))
-            .map { $0.redacted(by: context.redactor) }
-    }
+    func summary(_ observations: PrerequisiteObservations, _ context: StageContext) -> [String] { Self.summary(observations) }
 
-    public func undo(_ context: StageContext) async throws {
-        context.progress("nothing to undo: the prerequisites stage changed nothing")
+    func evaluate(_ observations: PrerequisiteObservations, _ context: StageContext) -> [CheckResult] {
+        PrerequisitesEvaluation.evaluate(observations, limits: PrerequisiteLimits(playbook: context.playbook))
     }
 
     /// Looks at the single node and the cluster (concurrently). Never throws: what cannot be

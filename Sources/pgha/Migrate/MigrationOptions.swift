@@ -59,7 +59,7 @@ struct PlaybookChangeOption: ParsableArguments {
     var accept = false
 }
 
-/// The version recorded in state files and lock files.
+/// pgha's version: `pgha --version`, and what state files and lock files record.
 enum PGHAVersion {
     static let current = "0.1.0"
 }
