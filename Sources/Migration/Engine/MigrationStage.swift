@@ -1,8 +1,9 @@
 /// The stages of a migration from a single PostgreSQL node to a Patroni cluster, in order.
 ///
-/// `prerequisites`, `extensions` and `config` are built; `sync`, `shadow` and `cutover` (and the
-/// final `complete`) come in a later version. They appear in every plan, marked "not built yet",
-/// and a run stops before them with `MigrationOutcome.stoppedBeforeUnbuiltStage`: nothing is faked.
+/// Which stages this pgha can run is decided in one place: the executors it registers
+/// (`StandardStages`) and what each says of the playbook (`unavailableReason(for:)`, e.g. the
+/// logical method's sync). A stage without one appears in every plan as "not built yet", and a run
+/// stops before it with `MigrationOutcome.stoppedBeforeUnbuiltStage`: nothing is faked.
 public enum MigrationStage: String, CaseIterable, Codable, Sendable, Comparable, CustomStringConvertible {
     /// Check the single node, the Patroni cluster and the thresholds (members, lag, transactions).
     case prerequisites
@@ -19,16 +20,6 @@ public enum MigrationStage: String, CaseIterable, Codable, Sendable, Comparable,
     case cutover
     /// Final verification; the migration is done.
     case complete
-
-    /// Whether this version of pgha implements the stage. The runner's plan marks a stage
-    /// "not built yet" when no executor is registered for it, which for a stage with
-    /// `isImplemented == false` is always the case.
-    public var isImplemented: Bool {
-        switch self {
-        case .prerequisites, .extensions, .config: return true
-        case .sync, .shadow, .cutover, .complete: return false
-        }
-    }
 
     /// A short title for tables and prompts.
     public var title: String {
@@ -53,13 +44,13 @@ public enum MigrationStage: String, CaseIterable, Codable, Sendable, Comparable,
         case .config:
             return "Renders the application's .env (single-node and Patroni variants), the memory.postgresql YAML block, haproxy.cfg and a reference patroni.yml; shows diffs, backs up every file it overwrites."
         case .sync:
-            return "Copies both databases into the cluster and keeps them in sync (not built yet)."
+            return "Brings the cluster up as a standby cluster of the single node (physical method) and waits until every member streams, caught up."
         case .shadow:
             return "Replays the application's read traffic on the single node and on every cluster member side by side and compares the answers (mismatches, noise, lag), the latencies and a write canary."
         case .cutover:
-            return "Switches the application to Patroni mode and starts reverse replication so a rollback loses nothing (not built yet)."
+            return "Freezes the single node, waits for the final LSN, promotes the cluster, prepares the way back, and moves the application (PgBouncer or a hook): a pause, not errors."
         case .complete:
-            return "Final verification and hand-over (not built yet)."
+            return "After the soak, drops the way back and the single node's slot, and writes the final report."
         }
     }
 

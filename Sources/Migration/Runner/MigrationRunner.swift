@@ -96,7 +96,7 @@ public struct MigrationRunner: Sendable {
     }
 
     /// Why `stage` cannot run with this playbook: no executor, or one that does not support it.
-    func unavailableReason(for stage: MigrationStage) -> String {
+    public func unavailableReason(for stage: MigrationStage) -> String {
         let playbook = configuration.playbook.playbook
         return configuration.executors.lazy.filter { $0.stage == stage }.compactMap { $0.unavailableReason(for: playbook) }.first
             ?? "Not built yet in this version of pgha: a run stops before this stage."

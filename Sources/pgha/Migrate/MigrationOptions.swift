@@ -187,7 +187,7 @@ struct MigrationSession {
             throw output.fail(error)
         }
         interrupts.finished()
-        output.finish(outcome, store: store)
+        output.finish(outcome, store: store, unavailable: runner.unavailableReason(for:))
         if outcome.exitCode != .success {
             throw ExitCode(outcome.exitCode.rawValue)
         }

@@ -89,7 +89,8 @@ struct MigrationOutput: Sendable {
 
     /// Prints how the run ended: a sentence and the next command for people; the final report
     /// line (`{"event":"report",…}`) with `--json`.
-    func finish(_ outcome: MigrationOutcome, store: StateStore) {
+    /// `unavailable`: why a stage cannot run (`MigrationRunner.unavailableReason(for:)`).
+    func finish(_ outcome: MigrationOutcome, store: StateStore, unavailable: (MigrationStage) -> String) {
         if json {
             if let state = try? store.load() {
                 jsonLine(ReportLine(report: MigrationReport(state: state, store: store, outcome: outcome)))
@@ -101,7 +102,8 @@ struct MigrationOutput: Sendable {
         switch outcome {
         case .interrupted:
             line("Run `pgha resume\(store.directoryArgument)` to continue (or `pgha rollback\(store.directoryArgument)` to undo).")
-        case .stoppedBeforeUnbuiltStage:
+        case .stoppedBeforeUnbuiltStage(let stage):
+            line("Why: " + unavailable(stage))
             line("`pgha status\(store.directoryArgument)` shows where the migration stands; `pgha rollback\(store.directoryArgument)` undoes it.")
         case .completed, .reachedUntil, .stoppedAfterFailure, .declined, .rolledBack, .rollbackFailed:
             break
