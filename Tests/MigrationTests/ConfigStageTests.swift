@@ -177,6 +177,26 @@ struct ConfigStageTests {
         #expect(failing.first?.advice == "\(f.dir.file("out/app.env")) holds passwords: chmod 600 it")
     }
 
+    @Test("the gate reads ENABLE_PATRONI with the pool's own .env parser: a wrong value, or a file the pool would refuse, fails with its place")
+    func gateReadsTheEnvLikeThePool() async throws {
+        let f = try Fixture()
+        defer { f.dir.cleanup() }
+        try await f.stage.run(f.context)
+        let path = f.dir.file("out/app.single-node.env")
+        let rendered = String(decoding: try #require(try FileIO.read(path)).contents, as: UTF8.self)
+        #expect(rendered.contains("\nENABLE_PATRONI=false\n"))
+        // export, quotes and a trailing comment are read as the pool reads them: still false.
+        try FileIO.writeAtomically(Data(rendered.replacingOccurrences(of: "ENABLE_PATRONI=false", with: "export ENABLE_PATRONI='false' # single node").utf8), to: path, mode: 0o600)
+        var checks = try await f.stage.gate(f.context)
+        #expect(checks.first { $0.name == "enable_patroni.env_single_node_file" }?.verdict == .pass, "\(checks)")
+        // set twice: the pool refuses the file, so does the gate, naming the line.
+        try FileIO.writeAtomically(Data((rendered + "ENABLE_PATRONI=true\n").utf8), to: path, mode: 0o600)
+        checks = try await f.stage.gate(f.context)
+        let twice = try #require(checks.first { $0.name == "enable_patroni.env_single_node_file" })
+        #expect(twice.verdict == .fail && twice.observed.contains("app.single-node.env") && twice.observed.contains("ENABLE_PATRONI"), "\(twice)")
+        #expect(!twice.observed.contains("Secret"), "no value in the message")
+    }
+
     @Test("the plan shows diffs with every secret masked, also the old one on disk")
     func planDiffs() async throws {
         let f = try Fixture()

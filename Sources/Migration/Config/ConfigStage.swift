@@ -1,4 +1,5 @@
 import Foundation
+import HAPool
 
 /// Stage `config`: renders templates/ into the playbook's outputs.
 ///
@@ -111,9 +112,17 @@ public struct ConfigStage: MigrationStageExecutor {
             }
             if file.key == "env_file" || file.key == "env_single_node_file" {
                 let wanted = file.key == "env_file" ? "true" : "false"
-                let text = String(data: current.contents, encoding: .utf8) ?? ""
-                let value = Self.envValue("ENABLE_PATRONI", in: text)
+                // Read with the parser the application's pool uses (DualDatabasePools, `pgha
+                // workload --env-file`): a file it would refuse fails here, with its line and column.
                 let check = "enable_patroni.\(file.key)"
+                let value: String?
+                do {
+                    value = try DotEnv.entries(bytes: Array(current.contents), file: file.path).last { $0.key == "ENABLE_PATRONI" }?.value
+                } catch {
+                    results.append(.fail(check, observed: "\(error)", expected: "ENABLE_PATRONI=\(wanted) in a .env the pool reads",
+                                         advice: "fix templates/app.env.mustache (or the playbook values it renders), then `pgha resume`"))
+                    continue
+                }
                 if value == wanted {
                     results.append(.pass(check, observed: "ENABLE_PATRONI=\(wanted)", expected: "ENABLE_PATRONI=\(wanted)"))
                 } else {
@@ -137,24 +146,6 @@ public struct ConfigStage: MigrationStageExecutor {
     }
 
     // MARK: - Helpers
-
-    /// The unquoted value of `KEY=...` in `.env` text (last assignment wins), if present.
-    static func envValue(_ key: String, in text: String) -> String? {
-        var value: String?
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            var l = line.trimmingCharacters(in: .whitespaces)
-            if l.hasPrefix("export ") { l = String(l.dropFirst(7)).trimmingCharacters(in: .whitespaces) }
-            guard l.hasPrefix(key + "=") else { continue }
-            var v = String(l.dropFirst(key.count + 1))
-            if let hash = v.range(of: " #") { v = String(v[..<hash.lowerBound]) }
-            v = v.trimmingCharacters(in: .whitespaces)
-            if v.count >= 2, (v.hasPrefix("'") && v.hasSuffix("'")) || (v.hasPrefix("\"") && v.hasSuffix("\"")) {
-                v = String(v.dropFirst().dropLast())
-            }
-            value = v
-        }
-        return value
-    }
 
     /// A unified diff safe to show: in files holding secrets, the value of every variable whose
     /// name says it is a secret is masked on both sides (marked "changed" when it differs), and
