@@ -132,10 +132,12 @@ struct MigrationRunnerTests {
         let f = try Fixture()
         defer { f.dir.cleanup() }
         let before = try f.outputs()
-        #expect(try await f.runner().run(.forward(until: .extensions), command: "run") == .reachedUntil(.extensions))
+        #expect(try await f.runner().run(.forward(until: .extensions), command: "run", guided: false) == .reachedUntil(.extensions))
         #expect(try f.outputs() == before, "config did not run")
-        #expect(try await f.runner().run(.resume(until: nil), command: "resume") == .stoppedBeforeUnbuiltStage(.sync))
+        #expect(try await f.runner().run(.resume(until: nil), command: "resume", guided: true) == .stoppedBeforeUnbuiltStage(.sync))
         #expect(try f.store.load().runs.map(\.command) == ["run", "resume"])
+        // Each run records its mode: what a later `resume` without --guided/--unattended follows.
+        #expect(try f.store.load().runs.map(\.guided) == [false, true])
     }
 
     @Test("pgha rollback undoes every stage, restores every file byte for byte, and exits 0")

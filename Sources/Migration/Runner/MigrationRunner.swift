@@ -133,7 +133,8 @@ public struct MigrationRunner: Sendable {
     /// - Returns: how the run ended (`outcome.exitCode` is the process exit code).
     /// - Throws: `.locked`, `.stateNotFound`, `.stateCorrupt`, `.stateTooNew`, `.playbookChanged`,
     ///   `.invalidTransition`, `.io` — conditions where no outcome can be recorded.
-    public func run(_ mode: Mode, command: String) async throws(MigrationError) -> MigrationOutcome {
+    /// `guided` is recorded with the run (a later `resume` does the same again); nil for a rollback.
+    public func run(_ mode: Mode, command: String, guided: Bool? = nil) async throws(MigrationError) -> MigrationOutcome {
         let c = configuration
         let lock = try c.store.lock(command: command, toolVersion: c.toolVersion, clock: c.clock)
         defer { lock.release() }
@@ -160,7 +161,7 @@ public struct MigrationRunner: Sendable {
         }
         state.toolVersion = c.toolVersion
         state.lastOutcome = nil
-        state.runs.append(.init(command: command, pid: lock.holder.pid, startedAt: c.clock.now()))
+        state.runs.append(.init(command: command, pid: lock.holder.pid, startedAt: c.clock.now(), guided: mode == .rollback ? nil : guided))
         if mode == .rollback { state.direction = .rollback }
         let journal = makeJournal(state)
         try journal.save()

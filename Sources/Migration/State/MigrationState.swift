@@ -209,13 +209,18 @@ public struct MigrationState: Codable, Sendable, Hashable {
         public var startedAt: Date
         public var endedAt: Date?
         public var outcome: MigrationOutcome?
+        /// Whether this run asked before each stage (`migrate`, `resume --guided`) or ran
+        /// unattended; what a later `resume` without --guided/--unattended does again. Nil for a
+        /// rollback and in files written before pgha recorded it.
+        public var guided: Bool?
 
-        public init(command: String, pid: Int32, startedAt: Date, endedAt: Date? = nil, outcome: MigrationOutcome? = nil) {
+        public init(command: String, pid: Int32, startedAt: Date, endedAt: Date? = nil, outcome: MigrationOutcome? = nil, guided: Bool? = nil) {
             self.command = command
             self.pid = pid
             self.startedAt = startedAt
             self.endedAt = endedAt
             self.outcome = outcome
+            self.guided = guided
         }
     }
 

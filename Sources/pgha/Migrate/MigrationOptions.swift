@@ -181,7 +181,7 @@ struct MigrationSession {
         interrupts.install()
         let outcome: MigrationOutcome
         do {
-            outcome = try await runner.run(mode, command: command)
+            outcome = try await runner.run(mode, command: command, guided: guided)
         } catch {
             interrupts.finished()
             throw output.fail(error)

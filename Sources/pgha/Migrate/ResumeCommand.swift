@@ -11,10 +11,10 @@ struct ResumeCommand: AsyncParsableCommand {
             completed step: a stage found "running" (the runner was interrupted inside it) runs \
             again, its finished steps are recognised and not repeated (every step is idempotent). \
             An interrupted rollback is finished first; after a finished rollback there is nothing \
-            to resume (exit 0; `pgha migrate` or `pgha run` start again). It asks before each stage like `pgha \
-            migrate` when the migration was started with `pgha migrate` (or with --guided), and \
-            runs unattended like `pgha run` when it was started with `pgha run` (or with \
-            --unattended).
+            to resume (exit 0; `pgha migrate` or `pgha run` start again). Without --guided or \
+            --unattended it does what the last run did (recorded in the state file): it asks before \
+            each stage after `pgha migrate` or `pgha resume --guided`, and runs unattended after \
+            `pgha run` or `pgha resume --unattended`.
 
             \(MigrationHelp.exitCodes(MigrationHelp.runnerCodes))
             """
@@ -50,8 +50,10 @@ struct ResumeCommand: AsyncParsableCommand {
             }
             return
         }
-        let startedGuided = state.runs.last { $0.command == "migrate" || $0.command == "run" }?.command == "migrate"
-        let ask = guided || (!unattended && !output.json && startedGuided)
+        // As the last run that recorded its mode (files from before: how the migration was started).
+        let lastGuided = state.runs.last { $0.guided != nil }?.guided
+            ?? (state.runs.last { $0.command == "migrate" || $0.command == "run" }?.command == "migrate")
+        let ask = guided || (!unattended && !output.json && lastGuided)
         try await session.run(.resume(until: until.stage), command: "resume", guided: ask, allowPlaybookChange: playbookChange.accept)
     }
 }
