@@ -46,7 +46,7 @@ struct BenchCommand: AsyncParsableCommand {
             let config = try sandbox.poolConfig(sb)
             let pool = try PatroniHAPool(config: config)
             try await pool.start()
-            guard let leader = pool.routingTable.writer else { throw ValidationError("no leader") }
+            guard let leader = pool.routingTable.writer else { throw CLIFailure(exitCode: 1, message: "no leader: the pool started without a writable leader", next: "pgha sandbox status").report() }
             let pgConfig = PGConnectionConfig(host: leader.host, port: leader.port, database: config.database, user: config.user, password: config.password)
             let conn = try await PGConnection.connect(pgConfig)
             let raw = try RawLibPQ(host: leader.host, port: leader.port, database: config.database, user: config.user, password: config.password ?? "")
@@ -160,7 +160,7 @@ struct BenchCommand: AsyncParsableCommand {
                 if let c = try? await client.cluster().value, c.leader != nil, c.members.filter({ $0.state?.rawValue == "streaming" }).count == 2 { return }
                 try await Task.sleep(for: .milliseconds(100))
             }
-            throw ValidationError("the sandbox cluster is not healthy")
+            throw CLIFailure(exitCode: 1, message: "the sandbox cluster did not become healthy (a leader and two streaming replicas) within 60 s", next: "pgha sandbox status").report()
         }
 
         func crash(_ sb: SandboxConfiguration, member name: String) throws {
@@ -205,7 +205,7 @@ final class RawLibPQ: @unchecked Sendable {
 
     init(host: String, port: Int, database: String, user: String, password: String) throws {
         let conninfo = "host=\(host) port=\(port) dbname=\(database) user=\(user) password='\(password.replacingOccurrences(of: "'", with: "\\'"))'"
-        guard let c = PQconnectdb(conninfo), PQstatus(c) == CONNECTION_OK else { throw ValidationError("raw libpq connection failed") }
+        guard let c = PQconnectdb(conninfo), PQstatus(c) == CONNECTION_OK else { throw CLIFailure(exitCode: 1, message: "the raw libpq connection (the baseline) failed", next: "pgha sandbox status").report() }
         conn = c
     }
 
@@ -231,7 +231,7 @@ final class HungListener: Sendable {
         addr.sin_port = 0
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        guard bound == 0, listen(fd, 64) == 0 else { throw ValidationError("cannot listen on 127.0.0.1") }
+        guard bound == 0, listen(fd, 64) == 0 else { throw CLIFailure(exitCode: 1, message: "cannot listen on 127.0.0.1 (the bench's fake REST server)", next: nil).report() }
         _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
         port = Int(UInt16(bigEndian: addr.sin_port))
     }
