@@ -43,16 +43,17 @@ struct SandboxLocationOptions: ParsableArguments {
     }
 }
 
-/// Reports a `SandboxError` (message and advice) on stderr and turns it into an exit code.
+/// Reports a `SandboxError` as every CLI failure is reported (`CLIFailure`: `error:` what
+/// happened, `next:` the advice) and turns it into the documented exit code (docs/EXIT_CODES.md).
 func failure(_ error: any Error, code: Int32 = 1) -> ExitCode {
-    if let error = error as? SandboxError {
-        printError("error: \(error.description)")
-        switch error.code {
-        case .missingPrerequisite: return ExitCode(4)
-        case .spent: return ExitCode(5)
-        default: return ExitCode(code)
-        }
+    guard let error = error as? SandboxError else {
+        return CLIFailure(exitCode: code, message: "\(error)", next: nil).report()
     }
-    printError("error: \(error)")
-    return ExitCode(code)
+    let exitCode: Int32
+    switch error.code {
+    case .missingPrerequisite: exitCode = 4
+    case .spent: exitCode = 5
+    default: exitCode = code
+    }
+    return CLIFailure(exitCode: exitCode, message: error.message, next: error.advice).report()
 }
