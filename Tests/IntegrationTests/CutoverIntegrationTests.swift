@@ -274,6 +274,10 @@ struct CutoverIntegrationTests {
         var text = try String(contentsOfFile: CLIHarness.repository + "/playbooks/sandbox.yml", encoding: .utf8)
         text = text.replacingOccurrences(of: "slot: pgha_ha", with: "slot: pgha_ct")
         text = text.replacingOccurrences(of: "queries: 1500", with: "queries: 150")
+        // With 150 executions the p99 is the slowest one or two: on a loaded machine one 57 ms
+        // outlier failed the latency budget (CI). These tests are about the cutover; the shadow
+        // stage's latency gate is tested in ShadowIntegrationTests.
+        text = text.replacingOccurrences(of: "p99_slack: 20ms", with: "p99_slack: 2s")
         text = text.replacingOccurrences(of: "workload: playbooks/sandbox-workload.yml", with: "workload: \(CLIHarness.repository)/playbooks/sandbox-workload.yml")
         text = text.replacingOccurrences(of: "  timeout: 30s\n", with: "  timeout: \(cutoverTimeout)\n")
         text = text.replacingOccurrences(of: "ini_file: /tmp/pgha-sandbox/pgbouncer/pgbouncer.ini", with: "ini_file: \(sandbox.pgbouncer.configFile)")
