@@ -219,7 +219,7 @@ struct CutoverOperations: Sendable {
     /// they stay open through the promotion).
     func standbyLeader() async -> String? {
         guard let client = try? db.connections.patroniClient(), let answer = try? await client.cluster(),
-              let name = answer.value.members.first(where: { $0.role.rawValue == "standby_leader" || $0.role.rawValue == "leader" })?.name
+              let name = answer.value.members.first(where: { $0.role.isLeader })?.name
         else { return nil }
         if let m = db.members.first(where: { $0.name == name }) {
             for database in ["postgres"] + db.databases.map(\.cluster) {
@@ -279,21 +279,24 @@ struct CutoverOperations: Sendable {
         }
         // Proof that the application cannot write: its login is tried while the members catch
         // up, and must have failed before the promotion.
-        let connections = db.connections
-        let probe = Task { () -> Result<String, MigrationError> in
-            let login = connections.sourceApplicationLogins[0]
-            let (connection, observation) = await connections.connect(login, applicationName: "pgha-cutover-probe")
-            if let connection {
-                defer { connection.close() }
-                if case .success = await connections.query(connection, "CREATE TEMP TABLE pgha_probe (x int)") {
-                    return .failure(MigrationError(.stageFailed, "the freeze did not hold: \(login.user) could still log in and write on the single node"))
-                }
-            }
-            return .success("proof: \(login.user) cannot write on the single node (" + (observation.error.map { String($0.prefix(80)) } ?? "read-only") + ")")
-        }
-        defer { probe.cancel() }
+        async let proof = probeApplicationLogin()
         try await catchUp(source)
-        context.progress(try await probe.value.get())
+        context.progress(try await proof.get())
+    }
+
+    /// Logs in as the application and tries a write on the single node: the freeze holds when
+    /// either fails. The proof's progress line, or the failure.
+    func probeApplicationLogin() async -> Result<String, MigrationError> {
+        let connections = db.connections
+        let login = connections.sourceApplicationLogins[0]
+        let (connection, observation) = await connections.connect(login, applicationName: "pgha-cutover-probe")
+        if let connection {
+            defer { connection.close() }
+            if case .success = await connections.query(connection, "CREATE TEMP TABLE pgha_probe (x int)") {
+                return .failure(MigrationError(.stageFailed, "the freeze did not hold: \(login.user) could still log in and write on the single node"))
+            }
+        }
+        return .success("proof: \(login.user) cannot write on the single node (" + (observation.error.map { String($0.prefix(80)) } ?? "read-only") + ")")
     }
 
     /// The final LSN, then every member's replay up to it (bounded by cutover.timeout).
