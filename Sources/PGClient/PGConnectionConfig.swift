@@ -278,8 +278,9 @@ public struct PGConnectionConfig: Sendable, Hashable, CustomStringConvertible, C
 
     static func isSecretKeyword(_ key: String) -> Bool { key.lowercased().contains("password") }
 
-    /// libpq-style quoting: bare when safe, else single quotes with \\ and \' escaped.
-    static func quoted(_ value: String) -> String {
+    /// A conninfo value in libpq's quoting: bare when safe, else single quotes with \\ and \'
+    /// escaped (for a conninfo pgha hands to a server, e.g. CREATE SUBSCRIPTION's CONNECTION).
+    public static func quoted(_ value: String) -> String {
         let needsQuotes = value.isEmpty || value.contains(where: { $0 == " " || $0 == "'" || $0 == "\\" || $0 == "=" })
         guard needsQuotes else { return value }
         return "'" + value.replacing("\\", with: "\\\\").replacing("'", with: "\\'") + "'"

@@ -317,7 +317,9 @@ public struct SandboxOptions: Sendable, Equatable {
         if tls {
             let dir = path("tls")
             var servers: [String: SandboxConfiguration.KeyPair] = [:]
-            for name in ["single"] + (members + targetMembers).map(\.name) {
+            // The target cluster's members share one certificate naming all their addresses: the
+            // config stage's patroni.yml names one path for every member (target.member_tls).
+            for name in ["single"] + members.map(\.name) + [SandboxTLS.targetCertificate] {
                 servers[name] = .init(
                     certificate: (dir as NSString).appendingPathComponent("\(name).crt"),
                     key: (dir as NSString).appendingPathComponent("\(name).key"))

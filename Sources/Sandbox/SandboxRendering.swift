@@ -204,8 +204,9 @@ enum SandboxRendering {
 
     /// The member's own file beside the rendered patroni.yml in its `conf.d/` (Patroni merges the
     /// files of a configuration directory in name order): its name, addresses, data directory,
-    /// socket directory, password file, the passwords and, with `--tls`, its certificates —
-    /// everything an operator gives each member, nothing the playbook decides. Mode 0600.
+    /// socket directory, password file and the passwords — everything an operator gives each
+    /// member, nothing the playbook decides (TLS is the playbook's `target.member_tls`; with
+    /// `--tls` the sandbox made the certificate it can name, tls/ha.crt). Mode 0600.
     static func targetMemberYAML(
         _ configuration: SandboxConfiguration, member: SandboxConfiguration.Member, passwords: Passwords
     ) -> String {
@@ -224,13 +225,6 @@ enum SandboxRendering {
             "    username: \(q(users.restAPI))",
             "    password: \(q(passwords.restAPI))",
         ]
-        if let tls = configuration.tls, let pair = tls.serverCertificates[member.name] {
-            yaml += [
-                "  certfile: \(q(pair.certificate))",
-                "  keyfile: \(q(pair.key))",
-                "  cafile: \(q(tls.caCertificate))",
-            ]
-        }
         yaml += [
             "postgresql:",
             "  listen: \(q("\(member.host):\(member.pgPort)"))",
@@ -246,14 +240,6 @@ enum SandboxRendering {
             "  parameters:",
             "    unix_socket_directories: \(q(member.socketDir))",
         ]
-        if let tls = configuration.tls, let pair = tls.serverCertificates[member.name] {
-            yaml += [
-                "    ssl: 'on'",
-                "    ssl_cert_file: \(q(pair.certificate))",
-                "    ssl_key_file: \(q(pair.key))",
-                "    ssl_ca_file: \(q(tls.caCertificate))",
-            ]
-        }
         return yaml.joined(separator: "\n") + "\n"
     }
 

@@ -1,8 +1,9 @@
 import Foundation
 
 /// TLS material for `pgha sandbox up --tls`, made with the `openssl` command-line tool:
-/// a self-signed CA, one server certificate per server (single node and each member; the SAN holds
-/// the server's IP address, so `sslmode=verify-full` works) used by PostgreSQL and by Patroni's
+/// a self-signed CA, one server certificate per server (the single node, each member of the
+/// sandbox's cluster, and one shared by the migration's target members `ha1`…; the SAN holds the
+/// servers' IP addresses, so `sslmode=verify-full` works) used by PostgreSQL and by Patroni's
 /// REST API, and one client certificate (CN = the application role).
 ///
 /// Keys are P-256 EC keys. Server and client keys are owned by `postgres` with mode 0600 (what
@@ -44,11 +45,9 @@ enum SandboxTLS {
         }
 
         var leaves: [(name: String, pair: SandboxConfiguration.KeyPair, extensions: String)] = []
-        let hosts = ["single": configuration.single.host]
-            .merging(configuration.cluster.members.map { ($0.name, $0.host) }) { first, _ in first }
+        let hosts = serverHosts(configuration)
         for (name, pair) in tls.serverCertificates.sorted(by: { $0.key < $1.key }) {
-            let host = hosts[name] ?? "127.0.0.1"
-            leaves.append((name, pair, serverExtensions(ip: host)))
+            leaves.append((name, pair, serverExtensions(ips: hosts[name] ?? [])))
         }
         leaves.append((configuration.users.application, tls.client, clientExtensions()))
 
@@ -76,13 +75,26 @@ enum SandboxTLS {
         return created
     }
 
-    /// X.509 v3 extensions of a server certificate: SAN = the server's IP (plus localhost).
-    static func serverExtensions(ip: String) -> String {
-        """
+    /// The name of the certificate the target cluster's members (`ha1`…) share.
+    static let targetCertificate = "ha"
+
+    /// The IP addresses each server certificate is for: the single node, each member of the
+    /// sandbox's cluster (`node1`…), and all the target members (`ha`).
+    static func serverHosts(_ configuration: SandboxConfiguration) -> [String: [String]] {
+        var hosts = ["single": [configuration.single.host], targetCertificate: configuration.target.members.map(\.host)]
+        for member in configuration.cluster.members { hosts[member.name] = [member.host] }
+        return hosts
+    }
+
+    /// X.509 v3 extensions of a server certificate: SAN = the server's IPs (plus 127.0.0.1, where
+    /// HAProxy listens in front of the cluster, and localhost).
+    static func serverExtensions(ips: [String]) -> String {
+        let names = (ips.filter { $0 != "127.0.0.1" }.map { "IP:\($0)" } + ["IP:127.0.0.1", "DNS:localhost"]).joined(separator: ", ")
+        return """
         basicConstraints = CA:FALSE
         keyUsage = critical, digitalSignature, keyEncipherment
         extendedKeyUsage = serverAuth, clientAuth
-        subjectAltName = IP:\(ip), IP:127.0.0.1, DNS:localhost
+        subjectAltName = \(names)
 
         """
     }

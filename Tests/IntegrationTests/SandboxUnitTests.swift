@@ -75,7 +75,21 @@ struct SandboxUnitTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try config.encodedJSON().write(toFile: SandboxConfiguration.fileURL(baseDir: dir), atomically: true, encoding: .utf8)
         #expect(try SandboxConfiguration.load(baseDir: dir) == config)
-        #expect(config.tls?.serverCertificates.keys.sorted() == ["ha1", "ha2", "ha3", "node1", "node2", "node3", "single"])
+        #expect(config.tls?.serverCertificates.keys.sorted() == ["ha", "node1", "node2", "node3", "single"])
+    }
+
+    @Test func everyServerCertificateIsForItsServersAddresses() throws {
+        let config = try Self.configuration(tls: true)
+        let hosts = SandboxTLS.serverHosts(config)
+        #expect(Set(hosts.keys) == Set(config.tls?.serverCertificates.keys.map { $0 } ?? []))
+        #expect(hosts["single"] == [config.single.host])
+        for member in config.cluster.members { #expect(hosts[member.name] == [member.host], "\(member.name)") }
+        // One certificate for the whole target cluster: its patroni.yml names one path for every member.
+        #expect(hosts["ha"] == config.target.members.map(\.host))
+        #expect(SandboxTLS.serverExtensions(ips: ["127.0.0.14", "127.0.0.15"])
+            .contains("subjectAltName = IP:127.0.0.14, IP:127.0.0.15, IP:127.0.0.1, DNS:localhost\n"))
+        let member = try #require(config.target.members.first)
+        #expect(!SandboxRendering.targetMemberYAML(config, member: member, passwords: Self.passwords).contains("ssl"))
     }
 
     @Test func loadingAMissingSandboxSaysNotSetUp() {

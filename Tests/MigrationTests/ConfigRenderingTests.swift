@@ -168,6 +168,47 @@ struct ConfigRenderingTests {
         for secret in sampleSecrets.values { #expect(!file.contents.contains(secret)) }
     }
 
+    @Test("playbooks/sandbox-tls.yml renders TLS everywhere: members, HAProxy's checks, the pools' settings")
+    func tlsRendering() throws {
+        var env = sampleSecrets
+        env["SHARED_DB_PASSWORD"] = "Sh4red-Secret"
+        env["PATRONI_REPLICATION_PASSWORD"] = "Repl-Secret"
+        let playbook = try PlaybookParser.load(path: repositoryRoot + "/playbooks/sandbox-tls.yml").playbook
+        let files = try render(playbook, env: env)
+        let tls = "/tmp/pgha-sandbox/tls/"
+
+        let patroniFile = try #require(files["patroni_yml"])
+        let patroni = try #require(try Yams.compose(yaml: patroniFile.contents))
+        let restapi = try #require(patroni["restapi"])
+        #expect(restapi["certfile"]?.string == tls + "ha.crt" && restapi["keyfile"]?.string == tls + "ha.key")
+        #expect(restapi["cafile"]?.string == tls + "ca.crt" && restapi["verify_client"]?.string == "optional")
+        #expect(patroni["ctl"]?["cacert"]?.string == tls + "ca.crt" && patroni["ctl"]?["certfile"]?.string == tls + "ha.crt")
+        let parameters = try #require(patroni["bootstrap"]?["dcs"]?["postgresql"]?["parameters"])
+        #expect(parameters["ssl"]?.string == "on" && parameters["ssl_cert_file"]?.string == tls + "ha.crt")
+        #expect(parameters["ssl_ca_file"]?.string == tls + "ca.crt")
+        let hba = patroni["postgresql"]?["pg_hba"]?.array().compactMap(\.string) ?? []
+        #expect(hba.filter { $0.hasPrefix("host") }.allSatisfy { $0.hasPrefix("hostssl ") } && hba.count == 3)
+        let replication = try #require(patroni["postgresql"]?["authentication"]?["replication"])
+        #expect(replication["sslmode"]?.string == "verify-full" && replication["sslrootcert"]?.string == tls + "ca.crt")
+
+        let haproxy = try #require(files["haproxy_cfg"]).contents
+        #expect(haproxy.contains("server ha1 127.0.0.14:15432 check port 8008 check-ssl verify required ca-file \(tls)ca.crt"))
+
+        let configFile = try #require(files["config_yaml"])
+        let block = try #require(try Yams.compose(yaml: configFile.contents)?["memory"]?["postgresql"]?["patroni"])
+        #expect(block["apiScheme"]?.string == "https" && block["apiCaFile"]?.string == tls + "ca.crt")
+        #expect(block["apiCertFile"]?.string == tls + "client.crt" && block["apiKeyFile"]?.string == tls + "client.key")
+        #expect(block["sslmode"]?.string == "verify-full" && block["sslcert"]?.string == tls + "client.crt")
+
+        let app = parseEnv(try #require(files["env_file"]).contents)
+        #expect(app["PATRONI_API_SCHEME"] == "https" && app["PATRONI_API_CERTFILE"] == tls + "client.crt" && app["PATRONI_API_KEYFILE"] == tls + "client.key")
+        #expect(app["PATRONI_SSLROOTCERT"] == tls + "ca.crt" && app["PATRONI_SSLCERT"] == tls + "client.crt")
+        #expect(app["PROJECT_DB_SSLMODE"] == "verify-full" && app["PROJECT_DB_SSLROOTCERT"] == tls + "ca.crt")
+        #expect(app["SHARED_DB_SSLROOTCERT"] == tls + "ca.crt")
+        for file in files.values where !file.holdsSecrets { for secret in env.values { #expect(!file.contents.contains(secret)) } }
+        #expect(files.values.filter(\.holdsSecrets).allSatisfy { $0.mode == 0o600 })
+    }
+
     @Test("an unset credential is an error naming it; a dry run renders a placeholder")
     func missingVariable() throws {
         var env = sampleSecrets

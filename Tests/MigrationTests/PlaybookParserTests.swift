@@ -47,7 +47,7 @@ struct PlaybookParserTests {
         #expect(p.credentialReferences.map(\.reference.variable) == ["PROJECT_DB_PASSWORD", "PATRONI_API_PASSWORD", "PATRONI_PASSWORD"])
     }
 
-    @Test("the shipped playbooks are valid", arguments: ["sandbox.yml", "sandbox-logical.yml", "example-production.yml"])
+    @Test("the shipped playbooks are valid", arguments: ["sandbox.yml", "sandbox-tls.yml", "sandbox-logical.yml", "example-production.yml"])
     func shipped(_ name: String) throws {
         let loaded = try PlaybookParser.load(path: repositoryRoot + "/playbooks/" + name)
         #expect(loaded.sha256.count == 64)
@@ -57,7 +57,15 @@ struct PlaybookParserTests {
         } else {
             let p = loaded.playbook
             #expect(p.source.host == "127.0.0.10" && p.source.port == 15432)
-            if name == "sandbox.yml" {
+            if name == "sandbox-tls.yml" {
+                // The TLS rehearsal: every connection verified, the members rendered with TLS.
+                #expect(p.source.tls.sslMode == "verify-full" && p.source.tls.sslRootCert == "/tmp/pgha-sandbox/tls/ca.crt")
+                #expect(p.target.apiScheme == "https" && p.target.apiCertFile == "/tmp/pgha-sandbox/tls/client.crt")
+                #expect(p.target.tls.sslCert == "/tmp/pgha-sandbox/tls/client.crt" && p.target.tls.sslKey == "/tmp/pgha-sandbox/tls/client.key")
+                #expect(p.target.memberTLS == .init(certFile: "/tmp/pgha-sandbox/tls/ha.crt", keyFile: "/tmp/pgha-sandbox/tls/ha.key",
+                                                    caFile: "/tmp/pgha-sandbox/tls/ca.crt", verifyClient: .optional))
+            }
+            if name == "sandbox.yml" || name == "sandbox-tls.yml" {
                 // The physical rehearsal: a new cluster ha1-ha3, started from the rendered patroni.yml.
                 #expect(p.sync.method == .physical && p.sync.slot == "pgha_ha" && p.sync.startCluster != nil && p.sync.stopCluster != nil)
                 #expect(p.target.members.map(\.name) == ["ha1", "ha2", "ha3"] && p.target.membersNamed)
@@ -70,6 +78,32 @@ struct PlaybookParserTests {
             #expect(p.target.port == 15432 && p.target.apiPort == 8008 && p.target.user == "dpg_cluster")
             #expect(p.source.databases == .init(project: "distributed_postgres_cluster", shared: "shared_knowledge"))
         }
+    }
+
+    @Test("TLS settings: a certificate needs its key, HTTPS-only keys need https, verify_client needs a CA")
+    func tlsRules() {
+        let certOnly = issues(sample(replacing: "  sslmode: disable\n  etcd_hosts", with: "  sslmode: verify-full\n  sslcert: /etc/pgha/client.crt\n  etcd_hosts"))
+        #expect(certOnly.map(\.key) == ["target.sslcert"])
+        #expect(certOnly.first?.message.contains("target.sslkey is not") == true)
+        let keyOnly = issues(sample(replacing: "  admin_user: postgres\n  sslmode: disable", with: "  admin_user: postgres\n  sslmode: disable\n  sslkey: /k"))
+        #expect(keyOnly.map(\.key) == ["source.sslkey"])
+        let http = issues(sample(replacing: "  api_port: 8008", with: "  api_port: 8008\n  api_cafile: /etc/pgha/ca.crt\n  api_cert: /c\n  api_key: /k"))
+        #expect(http.map(\.key) == ["target.api_cafile", "target.api_cert", "target.api_key"])
+        #expect(http.first?.message.contains("api_scheme: https") == true)
+        let noCA = issues(sample(replacing: "  etcd_hosts", with: "  member_tls: {certfile: /m.crt, keyfile: /m.key, verify_client: required}\n  etcd_hosts"))
+        #expect(noCA.map(\.key) == ["target.member_tls.verify_client"])
+        let noKey = issues(sample(replacing: "  etcd_hosts", with: "  member_tls: {certfile: /m.crt}\n  etcd_hosts"))
+        #expect(noKey.first?.message.contains("missing required key 'keyfile'") == true)
+        let bad = issues(sample(replacing: "  etcd_hosts", with: "  member_tls: {certfile: /m.crt, keyfile: /m.key, cafile: /ca, verify_client: always}\n  etcd_hosts"))
+        #expect(bad.map(\.key) == ["target.member_tls.verify_client"])
+    }
+
+    @Test("member_tls without verify_client asks client certificates for the unsafe endpoints only when a CA is named")
+    func memberTLSDefault() throws {
+        let withCA = try PlaybookParser.parse(sample(replacing: "  etcd_hosts", with: "  member_tls: {certfile: /m.crt, keyfile: /m.key, cafile: /ca}\n  etcd_hosts"), file: "x.yml")
+        #expect(withCA.target.memberTLS?.verifyClient == .optional)
+        let without = try PlaybookParser.parse(sample(replacing: "  etcd_hosts", with: "  member_tls: {certfile: /m.crt, keyfile: /m.key}\n  etcd_hosts"), file: "x.yml")
+        #expect(without.target.memberTLS?.verifyClient == Playbook.MemberTLS.VerifyClient.none)
     }
 
     @Test("a wrong type names line, column, key and what was found")

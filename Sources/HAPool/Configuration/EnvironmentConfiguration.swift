@@ -85,7 +85,7 @@ public struct EnvironmentConfiguration: Sendable {
     static let textVariables: [String] = {
         let patroni = YAMLConfiguration.patroniKeys.values.filter { !$0.hasSuffix("PASSWORD") }
         let single = YAMLConfiguration.singleNodeKeys.values.filter { $0 != "PASSWORD" }
-        return ["ENABLE_PATRONI", "PATRONI_API_SCHEME"] + patroni + single.flatMap { ["PROJECT_DB_" + $0, "SHARED_DB_" + $0] }
+        return ["ENABLE_PATRONI"] + patroni + single.flatMap { ["PROJECT_DB_" + $0, "SHARED_DB_" + $0] }
     }()
 
     /// Refuses control and invisible characters in the variables read as text: they would reach

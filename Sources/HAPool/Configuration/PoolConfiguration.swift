@@ -1,4 +1,5 @@
 import Foundation
+public import PGClient
 
 /// TLS settings for PostgreSQL connections (libpq's sslmode, sslrootcert, sslcert, sslkey).
 public struct PostgresTLS: Sendable, Hashable, Codable {
@@ -15,6 +16,16 @@ public struct PostgresTLS: Sendable, Hashable, Codable {
     }
 
     static let validModes: Set<String> = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+    /// These settings on a libpq connection configuration: the one place the pool, the single-node
+    /// pool and the migration's own logins turn TLS settings into libpq's. A mode libpq does not
+    /// know leaves libpq's default (the parsers refuse one first).
+    public func apply(to config: inout PGConnectionConfig) {
+        config.sslMode = sslMode.flatMap(PGSSLMode.init(rawValue:))
+        config.sslRootCert = sslRootCert
+        config.sslCert = sslCert
+        config.sslKey = sslKey
+    }
 }
 
 /// TLS and authentication for the Patroni REST API.

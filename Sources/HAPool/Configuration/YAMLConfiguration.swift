@@ -35,7 +35,7 @@ public enum YAMLConfiguration {
         "healthCheckInterval": "PATRONI_HEALTH_CHECK_INTERVAL", "failoverTimeout": "PATRONI_FAILOVER_TIMEOUT",
         "sslmode": "PATRONI_SSLMODE", "sslrootcert": "PATRONI_SSLROOTCERT", "sslcert": "PATRONI_SSLCERT",
         "sslkey": "PATRONI_SSLKEY", "apiUser": "PATRONI_API_USER", "apiPassword": "PATRONI_API_PASSWORD",
-        "apiCaFile": "PATRONI_API_CAFILE", "apiCertFile": "PATRONI_API_CERTFILE", "apiKeyFile": "PATRONI_API_KEYFILE",
+        "apiScheme": "PATRONI_API_SCHEME", "apiCaFile": "PATRONI_API_CAFILE", "apiCertFile": "PATRONI_API_CERTFILE", "apiKeyFile": "PATRONI_API_KEYFILE",
         "maxReplicaLag": "PATRONI_MAX_REPLICA_LAG", "replicaFallback": "PATRONI_REPLICA_FALLBACK",
         "maxRetries": "PATRONI_MAX_RETRIES",
     ]

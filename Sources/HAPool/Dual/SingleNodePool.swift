@@ -12,10 +12,7 @@ public final class SingleNodePool: Sendable {
         self.config = config
         self.retry = retry
         var template = PGConnectionConfig(host: config.host, port: config.port, database: config.database, user: config.user, password: config.password)
-        if let mode = config.tls.sslMode { template.sslMode = PGSSLMode(rawValue: mode) }
-        template.sslRootCert = config.tls.sslRootCert
-        template.sslCert = config.tls.sslCert
-        template.sslKey = config.tls.sslKey
+        config.tls.apply(to: &template)
         template.connectTimeout = config.connectTimeout
         template.applicationName = config.applicationName
         self.pool = NodePool(node: NodeAddress(host: config.host, port: config.port), template: template, minConnections: config.minConnections, maxConnections: config.maxConnections, factory: LibPQConnectionFactory(), clock: SystemPoolClock())

@@ -352,10 +352,7 @@ final class PoolExecutor<Factory: PoolConnectionFactory>: Sendable {
 
     func connectionTemplate(database: String) -> PGConnectionConfig {
         var c = PGConnectionConfig(host: "", port: 5432, database: database, user: config.user, password: config.password)
-        if let mode = config.tls.sslMode { c.sslMode = PGSSLMode(rawValue: mode) }
-        c.sslRootCert = config.tls.sslRootCert
-        c.sslCert = config.tls.sslCert
-        c.sslKey = config.tls.sslKey
+        config.tls.apply(to: &c)
         c.connectTimeout = config.connectTimeout
         c.applicationName = config.applicationName
         return c

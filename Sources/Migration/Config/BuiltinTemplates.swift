@@ -40,6 +40,15 @@ PROJECT_DB_MAX_CONNECTIONS={{project.max_connections}}
 {{#project.sslmode}}
 PROJECT_DB_SSLMODE={{project.sslmode}}
 {{/project.sslmode}}
+{{#project.sslrootcert}}
+PROJECT_DB_SSLROOTCERT={{project.sslrootcert}}
+{{/project.sslrootcert}}
+{{#project.sslcert}}
+PROJECT_DB_SSLCERT={{project.sslcert}}
+{{/project.sslcert}}
+{{#project.sslkey}}
+PROJECT_DB_SSLKEY={{project.sslkey}}
+{{/project.sslkey}}
 {{#shared}}
 
 # Single-node mode: the shared knowledge database.
@@ -52,6 +61,15 @@ SHARED_DB_MAX_CONNECTIONS={{shared.max_connections}}
 {{#shared.sslmode}}
 SHARED_DB_SSLMODE={{shared.sslmode}}
 {{/shared.sslmode}}
+{{#shared.sslrootcert}}
+SHARED_DB_SSLROOTCERT={{shared.sslrootcert}}
+{{/shared.sslrootcert}}
+{{#shared.sslcert}}
+SHARED_DB_SSLCERT={{shared.sslcert}}
+{{/shared.sslcert}}
+{{#shared.sslkey}}
+SHARED_DB_SSLKEY={{shared.sslkey}}
+{{/shared.sslkey}}
 {{/shared}}
 
 # Patroni HA mode: REST API endpoints (comma-separated) and port.
@@ -63,6 +81,10 @@ PATRONI_API_SCHEME={{patroni.api_scheme}}
 {{#patroni.api_cafile}}
 PATRONI_API_CAFILE={{patroni.api_cafile}}
 {{/patroni.api_cafile}}
+{{#patroni.api_certfile}}
+PATRONI_API_CERTFILE={{patroni.api_certfile}}
+PATRONI_API_KEYFILE={{patroni.api_keyfile}}
+{{/patroni.api_certfile}}
 {{#patroni.api_user}}
 PATRONI_API_USER={{patroni.api_user}}
 PATRONI_API_PASSWORD={{patroni.api_password}}
@@ -122,6 +144,16 @@ memory:
 {{/yaml.shared_database}}
       user: {{yaml.user}}
       password: ${PATRONI_PASSWORD}
+{{#yaml.api_scheme}}
+      apiScheme: {{yaml.api_scheme}}
+{{/yaml.api_scheme}}
+{{#yaml.api_cafile}}
+      apiCaFile: {{yaml.api_cafile}}
+{{/yaml.api_cafile}}
+{{#yaml.api_certfile}}
+      apiCertFile: {{yaml.api_certfile}}
+      apiKeyFile: {{yaml.api_keyfile}}
+{{/yaml.api_certfile}}
 {{#yaml.api_user}}
       apiUser: {{yaml.api_user}}
       apiPassword: ${PATRONI_API_PASSWORD}
@@ -252,6 +284,25 @@ restapi:
   authentication:
     username: {{patroni_yml.api_user}}
 {{/patroni_yml.api_user}}
+{{#patroni_yml.tls}}
+  # HTTPS only (target.member_tls). verify_client {{verify_client}}: "optional" asks a certificate
+  # signed by cafile for the unsafe endpoints (pgha's PATCH /config, switchover), none for reads
+  # (HAProxy's checks, the pools' /cluster); "required" asks it for every request.
+  certfile: {{certfile}}
+  keyfile: {{keyfile}}
+{{#cafile}}
+  cafile: {{cafile}}
+{{/cafile}}
+  verify_client: {{verify_client}}
+
+# patronictl and the members' calls to each other's REST API trust the same CA.
+ctl:
+{{#cafile}}
+  cacert: {{cafile}}
+{{/cafile}}
+  certfile: {{certfile}}
+  keyfile: {{keyfile}}
+{{/patroni_yml.tls}}
 
 {{#patroni_yml.has_etcd}}
 etcd3:
@@ -293,6 +344,16 @@ bootstrap:
         hot_standby: "on"
         max_wal_senders: 10
         max_replication_slots: 10
+{{#patroni_yml.tls}}
+        # TLS for every PostgreSQL connection to a member (target.member_tls); pg_hba below
+        # accepts only hostssl from the network.
+        ssl: "on"
+        ssl_cert_file: {{certfile}}
+        ssl_key_file: {{keyfile}}
+{{#cafile}}
+        ssl_ca_file: {{cafile}}
+{{/cafile}}
+{{/patroni_yml.tls}}
 
 postgresql:
   listen: 0.0.0.0:{{patroni_yml.pg_port}}
@@ -309,10 +370,24 @@ postgresql:
       username: {{patroni_yml.superuser}}
     replication:
       username: {{patroni_yml.replication_user}}
+{{#patroni_yml.tls}}
+{{#replication_sslmode}}
+      sslmode: {{replication_sslmode}}
+{{/replication_sslmode}}
+{{#replication_sslrootcert}}
+      sslrootcert: {{replication_sslrootcert}}
+{{/replication_sslrootcert}}
+{{/patroni_yml.tls}}
   pg_hba:
     - local all all peer
+{{#patroni_yml.tls}}
+    - hostssl replication {{patroni_yml.replication_user}} 0.0.0.0/0 scram-sha-256
+    - hostssl all all 0.0.0.0/0 scram-sha-256
+{{/patroni_yml.tls}}
+{{^patroni_yml.tls}}
     - host replication {{patroni_yml.replication_user}} 0.0.0.0/0 scram-sha-256
     - host all all 0.0.0.0/0 scram-sha-256
+{{/patroni_yml.tls}}
 
 tags:
   nofailover: false

@@ -132,7 +132,13 @@ public struct ConfigRenderer: Sendable {
             "user": env(source.user), "password": env(try secret(source.password, "source.password")),
             "max_connections": String(p.application.projectMaxConnections),
         ]
-        if let mode = source.sslmode { project["sslmode"] = env(mode) }
+        // The single node's TLS, for both of its databases.
+        var sourceTLS: [String: Any] = [:]
+        if let v = source.sslmode { sourceTLS["sslmode"] = env(v) }
+        if let v = source.sslrootcert { sourceTLS["sslrootcert"] = env(v) }
+        if let v = source.sslcert { sourceTLS["sslcert"] = env(v) }
+        if let v = source.sslkey { sourceTLS["sslkey"] = env(v) }
+        project.merge(sourceTLS) { _, new in new }
         var shared: [String: Any]?
         if let sharedName = source.databases.shared {
             var s: [String: Any] = [
@@ -141,7 +147,7 @@ public struct ConfigRenderer: Sendable {
                 "password": env(try secret(source.sharedPassword ?? source.password, source.sharedPassword == nil ? "source.password" : "source.shared_password")),
                 "max_connections": String(p.application.sharedMaxConnections),
             ]
-            if let mode = source.sslmode { s["sslmode"] = env(mode) }
+            s.merge(sourceTLS) { _, new in new }
             shared = s
         }
         let hostList = target.apiHosts.map { $0.port == target.apiPort ? Self.bracketed($0.host) : $0.description }
@@ -156,6 +162,10 @@ public struct ConfigRenderer: Sendable {
         ]
         if target.apiScheme == "https" { patroni["api_scheme"] = "https" }
         if let v = target.apiCAFile { patroni["api_cafile"] = env(v) }
+        if let cert = target.apiCertFile, let key = target.apiKeyFile {
+            patroni["api_certfile"] = env(cert)
+            patroni["api_keyfile"] = env(key)
+        }
         if let user = target.apiUser, let password = target.apiPassword {
             patroni["api_user"] = env(user)
             patroni["api_password"] = env(try secret(password, "target.api_password"))
@@ -177,6 +187,12 @@ public struct ConfigRenderer: Sendable {
         ]
         if let v = target.databases.shared { yaml["shared_database"] = yamlScalar(v) }
         if let v = target.apiUser, target.apiPassword != nil { yaml["api_user"] = yamlScalar(v) }
+        if target.apiScheme == "https" { yaml["api_scheme"] = "https" }
+        if let v = target.apiCAFile { yaml["api_cafile"] = yamlScalar(v) }
+        if let cert = target.apiCertFile, let key = target.apiKeyFile {
+            yaml["api_certfile"] = yamlScalar(cert)
+            yaml["api_keyfile"] = yamlScalar(key)
+        }
         if let v = target.sslmode { yaml["sslmode"] = yamlScalar(v) }
         if let v = target.sslrootcert { yaml["sslrootcert"] = yamlScalar(v) }
         if let v = target.sslcert { yaml["sslcert"] = yamlScalar(v) }
@@ -206,6 +222,20 @@ public struct ConfigRenderer: Sendable {
             "ttl": String(target.dcs.ttl), "loop_wait": String(target.dcs.loopWait), "retry_timeout": String(target.dcs.retryTimeout),
         ]
         if let v = target.apiUser { patroniYML["api_user"] = yamlScalar(v) }
+        if let tls = target.memberTLS {
+            var t: [String: Any] = [
+                "certfile": yamlScalar(tls.certFile), "keyfile": yamlScalar(tls.keyFile),
+                "verify_client": tls.verifyClient.rawValue,
+            ]
+            if let ca = tls.caFile { t["cafile"] = yamlScalar(ca) }
+            // The members' replication connections (to each other, and the standby cluster's to
+            // the single node) verify as pgha does the single node, against member_tls.cafile.
+            if let mode = source.sslmode {
+                t["replication_sslmode"] = yamlScalar(mode)
+                if mode.hasPrefix("verify"), let ca = tls.caFile { t["replication_sslrootcert"] = yamlScalar(ca) }
+            }
+            patroniYML["tls"] = t
+        }
         if p.sync.method == .physical {
             patroniYML["standby"] = [
                 "source_host": yamlScalar(source.host), "source_port": String(source.port), "slot": yamlScalar(p.sync.slot),

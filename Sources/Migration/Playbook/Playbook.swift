@@ -1,4 +1,5 @@
 import Foundation
+public import HAPool
 
 /// A validated migration playbook (playbooks/*.yml): where the application's single node is, where
 /// the Patroni cluster is, what must be true before each stage, which files to generate, and what
@@ -36,6 +37,9 @@ public struct Playbook: Hashable, Sendable {
         public var adminUser: String?
         public var adminPassword: EnvironmentReference?
         public var sslmode: String?
+        public var sslrootcert: String?
+        public var sslcert: String?
+        public var sslkey: String?
         public var databases: Databases
         /// The shared database's own user and password, when it has them (default: `user`/`password`).
         public var sharedUser: String?
@@ -44,6 +48,7 @@ public struct Playbook: Hashable, Sendable {
         public init(
             host: String, port: Int, user: String, password: EnvironmentReference,
             adminUser: String? = nil, adminPassword: EnvironmentReference? = nil, sslmode: String? = nil,
+            sslrootcert: String? = nil, sslcert: String? = nil, sslkey: String? = nil,
             databases: Databases, sharedUser: String? = nil, sharedPassword: EnvironmentReference? = nil
         ) {
             self.host = host
@@ -53,10 +58,16 @@ public struct Playbook: Hashable, Sendable {
             self.adminUser = adminUser
             self.adminPassword = adminPassword
             self.sslmode = sslmode
+            self.sslrootcert = sslrootcert
+            self.sslcert = sslcert
+            self.sslkey = sslkey
             self.databases = databases
             self.sharedUser = sharedUser
             self.sharedPassword = sharedPassword
         }
+
+        /// libpq's TLS settings for every login to the single node.
+        public var tls: PostgresTLS { PostgresTLS(sslMode: sslmode, sslRootCert: sslrootcert, sslCert: sslcert, sslKey: sslkey) }
     }
 
     /// The project and shared databases (the seed's `DualDatabasePools`).
@@ -94,6 +105,9 @@ public struct Playbook: Hashable, Sendable {
         /// `http` or `https`.
         public var apiScheme: String
         public var apiCAFile: String?
+        /// pgha's client certificate and key for the REST API (Patroni's `verify_client`).
+        public var apiCertFile: String?
+        public var apiKeyFile: String?
         public var apiUser: String?
         public var apiPassword: EnvironmentReference?
         /// PostgreSQL's port on the members.
@@ -120,21 +134,27 @@ public struct Playbook: Hashable, Sendable {
         public var replicationUser: String
         /// Patroni's DCS timings for the generated patroni.yml (`target.patroni_dcs`).
         public var dcs: DCSTimings
+        /// The certificate the members serve PostgreSQL and the REST API with, for the generated
+        /// patroni.yml (`target.member_tls`); nil: the file has no TLS.
+        public var memberTLS: MemberTLS?
 
         public init(
             scope: String = "pgha", apiHosts: [HostPort], apiPort: Int = 8008, apiScheme: String = "http",
-            apiCAFile: String? = nil, apiUser: String? = nil, apiPassword: EnvironmentReference? = nil,
+            apiCAFile: String? = nil, apiCertFile: String? = nil, apiKeyFile: String? = nil,
+            apiUser: String? = nil, apiPassword: EnvironmentReference? = nil,
             port: Int = 5432, user: String, password: EnvironmentReference,
             adminUser: String? = nil, adminPassword: EnvironmentReference? = nil,
             sslmode: String? = nil, sslrootcert: String? = nil, sslcert: String? = nil, sslkey: String? = nil,
             databases: Databases, etcdHosts: [HostPort] = [], members: [Member] = [], replicationUser: String = "replicator",
-            dcs: DCSTimings = DCSTimings()
+            dcs: DCSTimings = DCSTimings(), memberTLS: MemberTLS? = nil
         ) {
             self.scope = scope
             self.apiHosts = apiHosts
             self.apiPort = apiPort
             self.apiScheme = apiScheme
             self.apiCAFile = apiCAFile
+            self.apiCertFile = apiCertFile
+            self.apiKeyFile = apiKeyFile
             self.apiUser = apiUser
             self.apiPassword = apiPassword
             self.port = port
@@ -154,6 +174,37 @@ public struct Playbook: Hashable, Sendable {
                 : members
             self.replicationUser = replicationUser
             self.dcs = dcs
+            self.memberTLS = memberTLS
+        }
+
+        /// libpq's TLS settings for every login to a member.
+        public var tls: PostgresTLS { PostgresTLS(sslMode: sslmode, sslRootCert: sslrootcert, sslCert: sslcert, sslKey: sslkey) }
+    }
+
+    /// `target.member_tls`: paths on each member (the same on every machine; the certificate names
+    /// every member's address, or each machine has its own at that path).
+    public struct MemberTLS: Hashable, Sendable {
+        /// Patroni's `restapi.verify_client`.
+        public enum VerifyClient: String, CaseIterable, Sendable {
+            /// No client certificate asked for.
+            case none
+            /// A certificate signed by `cafile` for the unsafe endpoints (PATCH /config, switchover…);
+            /// reads (HAProxy's checks, the pool's /cluster) need none.
+            case optional
+            /// A certificate for every request (HAProxy's checks too).
+            case required
+        }
+
+        public var certFile: String
+        public var keyFile: String
+        public var caFile: String?
+        public var verifyClient: VerifyClient
+
+        public init(certFile: String, keyFile: String, caFile: String? = nil, verifyClient: VerifyClient? = nil) {
+            self.certFile = certFile
+            self.keyFile = keyFile
+            self.caFile = caFile
+            self.verifyClient = verifyClient ?? (caFile == nil ? .none : .optional)
         }
     }
 

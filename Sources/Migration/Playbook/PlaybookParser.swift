@@ -140,7 +140,8 @@ final class PlaybookReader {
 
     private func source(_ node: Node?) -> Playbook.Source? {
         guard let m = mapping(node, path: "source", allowed: [
-            "host", "port", "user", "password", "admin_user", "admin_password", "sslmode", "databases", "shared_user", "shared_password",
+            "host", "port", "user", "password", "admin_user", "admin_password", "sslmode", "sslrootcert", "sslcert", "sslkey",
+            "databases", "shared_user", "shared_password",
         ], required: ["host", "user", "password", "databases"]) else { return nil }
         let host = hostName(m, "host")
         let port = int(m, "port", range: 1...65535) ?? 5432
@@ -149,22 +150,26 @@ final class PlaybookReader {
         let adminUser = optionalString(m, "admin_user")
         let adminPassword = optionalCredential(m, "admin_password")
         let sslmode = choice(m, "sslmode", Self.sslModes)
+        let sslrootcert = optionalString(m, "sslrootcert")
+        let sslcert = optionalString(m, "sslcert")
+        let sslkey = optionalString(m, "sslkey")
+        keyPair(m, cert: "sslcert", key: "sslkey", path: "source")
         let databases = self.databases(m["databases"], path: "source.databases", requireProject: true)
         let sharedUser = optionalString(m, "shared_user")
         let sharedPassword = optionalCredential(m, "shared_password")
         guard let host, let user, let password, let databases else { return nil }
         return Playbook.Source(
             host: host, port: port, user: user, password: password, adminUser: adminUser,
-            adminPassword: adminPassword, sslmode: sslmode, databases: databases,
-            sharedUser: sharedUser, sharedPassword: sharedPassword
+            adminPassword: adminPassword, sslmode: sslmode, sslrootcert: sslrootcert, sslcert: sslcert, sslkey: sslkey,
+            databases: databases, sharedUser: sharedUser, sharedPassword: sharedPassword
         )
     }
 
     private func target(_ node: Node?, sourceDatabases: Playbook.Databases?) -> Playbook.Target? {
         guard let m = mapping(node, path: "target", allowed: [
-            "scope", "api_hosts", "api_port", "api_scheme", "api_cafile", "api_user", "api_password", "port", "user", "password",
-            "admin_user", "admin_password", "sslmode", "sslrootcert", "sslcert", "sslkey", "databases", "etcd_hosts",
-            "members", "replication_user", "patroni_dcs",
+            "scope", "api_hosts", "api_port", "api_scheme", "api_cafile", "api_cert", "api_key", "api_user", "api_password",
+            "port", "user", "password", "admin_user", "admin_password", "sslmode", "sslrootcert", "sslcert", "sslkey",
+            "databases", "etcd_hosts", "members", "replication_user", "patroni_dcs", "member_tls",
         ], required: ["user", "password"]) else { return nil }
         let scope = optionalString(m, "scope") ?? "pgha"
         let apiPort = int(m, "api_port", range: 1...65535) ?? 8008
@@ -186,6 +191,15 @@ final class PlaybookReader {
         let dcs = self.dcsTimings(m["patroni_dcs"])
         let apiScheme = choice(m, "api_scheme", ["http", "https"]) ?? "http"
         let apiCAFile = optionalString(m, "api_cafile")
+        let apiCertFile = optionalString(m, "api_cert")
+        let apiKeyFile = optionalString(m, "api_key")
+        keyPair(m, cert: "api_cert", key: "api_key", path: "target")
+        if apiScheme == "http" {
+            for key in ["api_cafile", "api_cert", "api_key"] where m[key] != nil {
+                issue(m[key], "target.\(key)", "is set but target.api_scheme is http: write api_scheme: https (the REST API's TLS), or remove it")
+            }
+        }
+        let memberTLS = m["member_tls"] == nil ? nil : self.memberTLS(m["member_tls"])
         let apiUser = optionalString(m, "api_user")
         let apiPassword = optionalCredential(m, "api_password")
         let port = int(m, "port", range: 1...65535) ?? 5432
@@ -197,6 +211,7 @@ final class PlaybookReader {
         let sslrootcert = optionalString(m, "sslrootcert")
         let sslcert = optionalString(m, "sslcert")
         let sslkey = optionalString(m, "sslkey")
+        keyPair(m, cert: "sslcert", key: "sslkey", path: "target")
         let databases: Playbook.Databases?
         if m["databases"] != nil {
             databases = self.databases(m["databases"], path: "target.databases", requireProject: true)
@@ -207,14 +222,40 @@ final class PlaybookReader {
         if apiUser != nil, apiPassword == nil {
             issue(m["api_user"], "target.api_user", "is set but target.api_password is not (write api_password: ${ENV_VAR})")
         }
+        if m["member_tls"] != nil, memberTLS == nil { return nil }
         guard let apiHosts, let user, let password, let databases, let etcdHosts, let members, let dcs else { return nil }
         return Playbook.Target(
             scope: scope, apiHosts: apiHosts, apiPort: apiPort, apiScheme: apiScheme, apiCAFile: apiCAFile,
-            apiUser: apiUser, apiPassword: apiPassword, port: port, user: user, password: password,
+            apiCertFile: apiCertFile, apiKeyFile: apiKeyFile, apiUser: apiUser, apiPassword: apiPassword, port: port, user: user, password: password,
             adminUser: adminUser, adminPassword: adminPassword, sslmode: sslmode, sslrootcert: sslrootcert,
             sslcert: sslcert, sslkey: sslkey, databases: databases, etcdHosts: etcdHosts, members: members,
-            replicationUser: replicationUser, dcs: dcs
+            replicationUser: replicationUser, dcs: dcs, memberTLS: memberTLS
         )
+    }
+
+    /// A certificate without its key (or the reverse) is refused: libpq and libcurl would
+    /// otherwise fail at the first connection with a less helpful message.
+    private func keyPair(_ m: Fields, cert: String, key: String, path: String) {
+        if m[cert] != nil, m[key] == nil {
+            issue(m[cert], "\(path).\(cert)", "is set but \(path).\(key) is not: name the certificate's private key too")
+        } else if m[key] != nil, m[cert] == nil {
+            issue(m[key], "\(path).\(key)", "is set but \(path).\(cert) is not: name the certificate too")
+        }
+    }
+
+    private func memberTLS(_ node: Node?) -> Playbook.MemberTLS? {
+        guard let m = mapping(node, path: "target.member_tls", allowed: ["certfile", "keyfile", "cafile", "verify_client"],
+                              required: ["certfile", "keyfile"]) else { return nil }
+        let certFile = string(m, "certfile")
+        let keyFile = string(m, "keyfile")
+        let caFile = optionalString(m, "cafile")
+        let verify = choice(m, "verify_client", Playbook.MemberTLS.VerifyClient.allCases.map(\.rawValue))
+            .flatMap(Playbook.MemberTLS.VerifyClient.init(rawValue:))
+        if verify != nil, verify != Playbook.MemberTLS.VerifyClient.none, caFile == nil {
+            issue(m["verify_client"], "target.member_tls.verify_client", "needs target.member_tls.cafile: the CA that signs the clients' certificates")
+        }
+        guard let certFile, let keyFile else { return nil }
+        return Playbook.MemberTLS(certFile: certFile, keyFile: keyFile, caFile: caFile, verifyClient: verify)
     }
 
     private func databases(_ node: Node?, path: String, requireProject: Bool) -> Playbook.Databases? {

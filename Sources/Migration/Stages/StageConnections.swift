@@ -88,10 +88,7 @@ struct StageConnections: Sendable {
         var password: EnvironmentReference?
         /// The playbook key of `password`, for the "not set" message.
         var passwordKey: String
-        var sslmode: String?
-        var sslrootcert: String?
-        var sslcert: String?
-        var sslkey: String?
+        var tls: PostgresTLS
     }
 
     var connectTimeout: Duration {
@@ -122,7 +119,7 @@ struct StageConnections: Sendable {
 
     private func sourceLogin(_ purpose: String, database: String, user: String, password: EnvironmentReference?, key: String) -> Login {
         let s = playbook.source
-        return Login(purpose: purpose, host: s.host, port: s.port, database: database, user: user, password: password, passwordKey: key, sslmode: s.sslmode)
+        return Login(purpose: purpose, host: s.host, port: s.port, database: database, user: user, password: password, passwordKey: key, tls: s.tls)
     }
 
     /// The cluster's project database (the source's name unless the playbook renames it).
@@ -132,7 +129,7 @@ struct StageConnections: Sendable {
     func memberApplicationLogin(host: String, port: Int) -> Login {
         let t = playbook.target
         return Login(purpose: "application", host: host, port: port, database: targetProjectDatabase, user: t.user, password: t.password,
-                     passwordKey: "target.password", sslmode: t.sslmode, sslrootcert: t.sslrootcert, sslcert: t.sslcert, sslkey: t.sslkey)
+                     passwordKey: "target.password", tls: t.tls)
     }
 
     /// The cluster superuser's login on one member (database `postgres`), when the playbook names one.
@@ -140,7 +137,7 @@ struct StageConnections: Sendable {
         let t = playbook.target
         guard let admin = t.adminUser else { return nil }
         return Login(purpose: "admin", host: host, port: port, database: "postgres", user: admin, password: t.adminPassword,
-                     passwordKey: "target.admin_password", sslmode: t.sslmode, sslrootcert: t.sslrootcert, sslcert: t.sslcert, sslkey: t.sslkey)
+                     passwordKey: "target.admin_password", tls: t.tls)
     }
 
     /// Connects; returns the connection (nil on failure) and what happened. Never throws: a
@@ -159,10 +156,10 @@ struct StageConnections: Sendable {
         }
         var extra: [String: String] = [:]
         if let passfile = environment.value(of: "PGPASSFILE"), !passfile.isEmpty { extra["passfile"] = passfile }
-        let config = PGConnectionConfig(
+        var config = PGConnectionConfig(
             host: login.host, port: login.port, database: login.database, user: login.user, password: password,
-            sslMode: login.sslmode.flatMap(PGSSLMode.init(rawValue:)), sslRootCert: login.sslrootcert, sslCert: login.sslcert,
-            sslKey: login.sslkey, connectTimeout: connectTimeout, applicationName: applicationName, extra: extra)
+            connectTimeout: connectTimeout, applicationName: applicationName, extra: extra)
+        login.tls.apply(to: &config)
         do {
             let connection = try await PGConnection.connect(config)
             return (connection, observation)
@@ -204,13 +201,14 @@ struct StageConnections: Sendable {
         let t = playbook.target
         let apiPassword = t.apiPassword.flatMap { environment.value(of: $0.variable) }.flatMap { $0.isEmpty ? nil : $0 }
         let api = RESTAPISettings(
-            useTLS: t.apiScheme == "https", caFile: t.apiCAFile, user: t.apiUser, password: apiPassword,
+            useTLS: t.apiScheme == "https", caFile: t.apiCAFile, certFile: t.apiCertFile, keyFile: t.apiKeyFile,
+            user: t.apiUser, password: apiPassword,
             connectTimeout: .seconds(2), requestTimeout: .seconds(5))
         return PatroniClusterConfig(
             apiHosts: t.apiHosts.map(\.description), apiPort: t.apiPort, api: api,
             database: database ?? targetProjectDatabase, user: t.user,
             password: environment.value(of: t.password.variable).flatMap { $0.isEmpty ? nil : $0 },
-            tls: PostgresTLS(sslMode: t.sslmode, sslRootCert: t.sslrootcert, sslCert: t.sslcert, sslKey: t.sslkey),
+            tls: t.tls,
             minConnections: 1, maxConnections: 2, healthCheckInterval: .seconds(5), failoverTimeout: connectTimeout,
             maxReplicaLagBytes: playbook.thresholds.maxLagBytes, connectTimeout: connectTimeout,
             applicationName: "pgha-prerequisites")

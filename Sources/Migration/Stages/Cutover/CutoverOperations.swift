@@ -528,10 +528,13 @@ struct CutoverOperations: Sendable {
         let hosts = db.members.map(\.host).joined(separator: ",")
         let ports = db.members.map { String($0.port) }.joined(separator: ",")
         var parts = ["host=\(hosts)", "port=\(ports)", "dbname=\(database)", "user=\(cutover.wayBackUser)", "target_session_attrs=read-write", "connect_timeout=5", "application_name=pgha_way_back"]
+        let quoted = PGConnectionConfig.quoted
+        // The single node's server makes this connection: sslrootcert is a path on its machine.
         if let sslmode = playbook.target.sslmode { parts.append("sslmode=\(sslmode)") }
+        if let root = playbook.target.sslrootcert { parts.append("sslrootcert=" + quoted(root)) }
         if let reference = cutover.wayBackPassword {
             let password = try reference.resolve(in: context.environment, key: "cutover.way_back.password")
-            parts.append("password='" + password.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'")
+            parts.append("password=" + quoted(password))
         }
         return parts.joined(separator: " ")
     }

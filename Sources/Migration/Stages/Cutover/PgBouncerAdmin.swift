@@ -1,4 +1,5 @@
 import Foundation
+import HAPool
 import PGClient
 
 /// PgBouncer's admin console (the virtual database `pgbouncer`: simple queries only) and the
@@ -10,7 +11,7 @@ struct PgBouncerAdmin: Sendable {
     func connect() async throws(MigrationError) -> PGConnection {
         let login = StageConnections.Login(
             purpose: "pgbouncer", host: settings.adminHost, port: settings.adminPort, database: "pgbouncer",
-            user: settings.adminUser, password: settings.adminPassword, passwordKey: "cutover.pgbouncer.admin_password", sslmode: "disable")
+            user: settings.adminUser, password: settings.adminPassword, passwordKey: "cutover.pgbouncer.admin_password", tls: PostgresTLS(sslMode: "disable"))
         let (connection, observation) = await connections.connect(login, applicationName: "pgha-cutover")
         guard let connection else {
             throw MigrationError(.stageFailed, "cannot reach PgBouncer's admin console at \(settings.adminHost):\(settings.adminPort) as \(settings.adminUser): \(observation.error ?? "?") (cutover.pgbouncer: admin_user must be in PgBouncer's admin_users)")
