@@ -74,9 +74,9 @@ public struct SeedVerification: Sendable {
             }
             return CheckResult(name: "pool_initialization", verdict: .pass, observed: "single-node mode, project database answers")
         }
-        let advice = error.underlying?.code == .authenticationFailed
+        let advice = error.certificate.map(\.advice) ?? (error.underlying?.code == .authenticationFailed
             ? "the login was refused: check PATRONI_USER/PATRONI_PASSWORD (PROJECT_DB_* in single-node mode) and pg_hba.conf"
-            : "check PATRONI_HOSTS/PATRONI_PORT (curl http://HOST:PORT/cluster), credentials, pg_hba.conf; then run `pgha health`"
+            : "check PATRONI_HOSTS/PATRONI_PORT (curl http://HOST:PORT/cluster), credentials, pg_hba.conf; then run `pgha health`")
         return CheckResult(
             name: "pool_initialization", verdict: .fail, observed: error.description,
             expected: "pools connect and a leader is confirmed", advice: advice

@@ -416,6 +416,32 @@ struct PrerequisitesEvaluationTests {
         #expect(try check(results, "cluster.members").verdict == .pass)
     }
 
+    @Test("a certificate that does not verify is named as such, with the playbook key and the CA file to fix")
+    func certificateProblems() throws {
+        var tlsLimits = limits
+        tlsLimits.caFiles = ["source.sslrootcert": "/etc/pgha/old-ca.crt", "target.api_cafile": "/etc/pgha/api-ca.crt"]
+        var o = PrereqFixture.healthy()
+        let verifyFailed = "connectionFailed: connection to server at \"127.0.0.10\", port 15432 failed: SSL error: certificate verify failed"
+        o.source.logins = o.source.logins.map { login in
+            var login = login
+            login.error = verifyFailed
+            login.serverAnswered = false
+            return login
+        }
+        o.cluster.restHosts[1].clusterError = "Patroni transport from https://127.0.0.12:8008/cluster: tls: SSL certificate problem: certificate has expired"
+        o.cluster.restHosts[1].statusError = o.cluster.restHosts[1].clusterError
+        let results = PrerequisitesEvaluation.evaluate(o, limits: tlsLimits)
+        let reachable = try check(results, "source.reachable")
+        #expect(reachable.verdict == .fail && reachable.observed.contains("its TLS does not verify"))
+        #expect(reachable.advice?.contains("did not verify against source.sslrootcert (/etc/pgha/old-ca.crt)") == true, "\(reachable)")
+        #expect(reachable.advice?.contains("openssl s_client -connect 127.0.0.10:15432 -starttls postgres -CAfile /etc/pgha/old-ca.crt") == true)
+        #expect(reachable.advice?.hasSuffix("then `pgha resume`") == true)
+        let credentials = try check(results, "credentials.source")
+        #expect(credentials.advice == reachable.advice)
+        let rest = try check(results, "cluster.rest_hosts")
+        #expect(rest.advice?.hasPrefix("the certificate of 127.0.0.12:8008 has expired: renew it") == true, "\(rest)")
+    }
+
     @Test("no REST host answering fails every cluster check with the reasons")
     func clusterUnreachable() throws {
         var o = PrereqFixture.healthy()

@@ -38,6 +38,8 @@ public struct HAError: Error, Sendable, CustomStringConvertible {
     public var attempts: Int
     /// For `.topologyUnavailable`: the last cause per Patroni REST host ("host:port" → cause).
     public var restFailures: [String: String] = [:]
+    /// A certificate problem behind this error (it does not heal by waiting), with the server.
+    public var certificate: (server: String, problem: CertificateProblem, advice: String)?
 
     public init(_ code: Code, _ message: String, node: NodeAddress? = nil, underlying: PGError? = nil, attempts: Int = 1) {
         self.code = code

@@ -127,7 +127,16 @@ final class PoolExecutor<Factory: PoolConnectionFactory>: Sendable {
             if Task.isCancelled { throw HAError(.cancelled, "cancelled while waiting for a leader") }
             // Wrong credentials do not heal by waiting: say so now.
             if let (node, error) = diagnostics.lastProbeError, Self.isPermanent(error) {
-                throw HAError(.connectionFailed, "cannot log in to the leader", node: node, underlying: error)
+                var failure = HAError(.connectionFailed, "cannot log in to the leader", node: node, underlying: error)
+                failure.certificate = postgresCertificate(node, error)
+                throw failure
+            }
+            // Nor do certificates: every REST host failing TLS verification ends the wait.
+            if let certificate = restCertificate(everyHost: true) {
+                var failure = startFailure(waited: clock.now - (deadline - timeout))
+                failure.message = "no Patroni REST API host could be verified: \(certificate.problem)"
+                failure.certificate = certificate
+                throw failure
             }
             if clock.now >= deadline { throw startFailure(waited: timeout) }
         }
@@ -139,10 +148,13 @@ final class PoolExecutor<Factory: PoolConnectionFactory>: Sendable {
         if machine.withLock({ $0.topology == nil }) {
             var error = HAError(.topologyUnavailable, "no Patroni REST API host gave a usable answer within \(waited) (\(config.apiHosts.joined(separator: ", ")), port \(config.apiPort))")
             error.restFailures = diagnostics.lastRESTFailures
+            error.certificate = restCertificate(everyHost: false)
             return error
         }
         if let (node, error) = diagnostics.lastProbeError {
-            return HAError(.noLeader, "the leader named by the REST API could not be checked within \(waited)", node: node, underlying: error)
+            var failure = HAError(.noLeader, "the leader named by the REST API could not be checked within \(waited)", node: node, underlying: error)
+            failure.certificate = postgresCertificate(node, error)
+            return failure
         }
         return HAError(.noLeader, "no leader was confirmed writable within \(waited)")
     }
@@ -243,6 +255,8 @@ final class PoolExecutor<Factory: PoolConnectionFactory>: Sendable {
             if failed > 0 { logger.notice("topology refresh works again", metadata: ["failed_refreshes": "\(failed)"]) }
             feed { $0.fetchSucceeded(topology, now: now) }
         } catch {
+            // Closing the pool cancels a refresh in flight: that is no failure of the REST API.
+            if Task.isCancelled { return }
             counters.topologyRefreshFailures.increment()
             // Once per streak at warning (during an outage this runs with every backoff step).
             if diagnostics.fetchFailed(error) == 1 {
@@ -348,6 +362,29 @@ final class PoolExecutor<Factory: PoolConnectionFactory>: Sendable {
     static func isPermanent(_ error: PGError?) -> Bool {
         guard let error else { return false }
         return error.code == .authenticationFailed || error.code == .invalidConfiguration
+            || CertificateProblem(message: error.message) != nil
+    }
+
+    /// The certificate problem of the REST hosts' last failures: of the first one with one, or
+    /// (`everyHost`) only when every configured host failed that way.
+    func restCertificate(everyHost: Bool) -> (server: String, problem: CertificateProblem, advice: String)? {
+        let failures = diagnostics.lastRESTFailures.sorted { $0.key < $1.key }
+        let problems = failures.compactMap { host, cause in CertificateProblem(message: cause).map { (host, $0) } }
+        if everyHost, problems.isEmpty || problems.count < config.apiHosts.count || problems.count < failures.count { return nil }
+        guard let (endpoint, problem) = problems.first else { return nil }
+        // "https://host:port" → "host:port", as openssl s_client takes it.
+        let host = endpoint.split(separator: "://", maxSplits: 1).last.map(String.init) ?? endpoint
+        let advice = problem.advice(server: host, caSetting: "PATRONI_API_CAFILE", caFile: config.api.caFile,
+                                    certSetting: "PATRONI_API_CERTFILE", postgres: false)
+        return (host, problem, advice)
+    }
+
+    /// The certificate problem of a failed login to a member's PostgreSQL, if it is one.
+    func postgresCertificate(_ node: NodeAddress, _ error: PGError?) -> (server: String, problem: CertificateProblem, advice: String)? {
+        guard let error, let problem = CertificateProblem(message: error.message) else { return nil }
+        let advice = problem.advice(server: node.description, caSetting: "PATRONI_SSLROOTCERT", caFile: config.tls.sslRootCert,
+                                    certSetting: "PATRONI_SSLCERT", postgres: true)
+        return (node.description, problem, advice)
     }
 
     func connectionTemplate(database: String) -> PGConnectionConfig {

@@ -132,7 +132,7 @@ extension PrerequisitesEvaluation {
         let writable = c.members.filter { $0.role == "leader" || $0.role == "master" || $0.role == "primary" }
         var results: [CheckResult] = []
         let names = memberNamesByHost(c)
-        results.append(restHostsCheck(c, names: names))
+        results.append(restHostsCheck(c, names: names, limits: limits))
         if !writable.isEmpty {
             results.append(.fail("cluster.standby", observed: "\(writable.map(\.name).joined(separator: ", ")) is a writable leader: this cluster was initialised on its own", expected: "a new cluster, or a standby cluster of the single node",
                                  advice: "the physical method needs a cluster that Patroni bootstraps as a standby of the single node from the config stage's patroni.yml: stop this one, and start the members with a new scope and empty data directories (\(orderOfWork)); or use sync.method: logical to copy into it"))

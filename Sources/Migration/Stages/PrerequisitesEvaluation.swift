@@ -1,5 +1,6 @@
 import PlainText
 import Foundation
+import HAPool
 
 /// The limits the prerequisites gate holds the observations to (from the playbook's
 /// `thresholds`, plus what the sync stage will need).
@@ -33,6 +34,9 @@ public struct PrerequisiteLimits: Sendable, Hashable {
     public var slot: String
     /// The members the playbook names (the physical method checks pg_hba.conf for each host).
     public var members: [Playbook.Member]
+    /// The CA files the playbook names, for advice on a certificate that does not verify. Keys:
+    /// `source.sslrootcert`, `target.sslrootcert`, `target.api_cafile`.
+    public var caFiles: [String: String] = [:]
 
     public init(
         minMembers: Int = 3, maxLagBytes: Int64 = 1 << 20, maxTransactionAgeSeconds: Double = 300, minServerVersion: Int = 13,
@@ -68,6 +72,9 @@ public struct PrerequisiteLimits: Sendable, Hashable {
             minServerVersion: t.minServerVersion, slotsNeeded: physical ? 1 : (s.databases.shared == nil ? 1 : 2), credentialHints: hints,
             method: playbook.sync.method, replicationUser: playbook.target.replicationUser, slot: playbook.sync.slot,
             members: playbook.target.members)
+        caFiles["source.sslrootcert"] = s.sslrootcert
+        caFiles["target.sslrootcert"] = playbook.target.sslrootcert
+        caFiles["target.api_cafile"] = playbook.target.apiCAFile
     }
 }
 
@@ -112,8 +119,13 @@ public enum PrerequisitesEvaluation {
             results.append(.pass("source.reachable", observed: "\(s.address) answers, but no login succeeded (see credentials.source)", expected: "the single node answers"))
         } else {
             let why = s.logins.compactMap(\.error).first ?? "no login was tried"
-            results.append(.fail("source.reachable", observed: "\(s.address) does not answer: \(why)", expected: "the single node answers",
-                                 advice: "check that PostgreSQL runs on the single node and that source.host/source.port are right (pg_isready -h \(hostPart(s.address)) -p \(portPart(s.address))), then `pgha resume`"))
+            if let advice = certificateAdvice(why, server: s.address, side: "source", rest: false, limits: limits) {
+                results.append(.fail("source.reachable", observed: "\(s.address) answers, but its TLS does not verify: \(why)", expected: "the single node answers",
+                                     advice: advice + ", then `pgha resume`"))
+            } else {
+                results.append(.fail("source.reachable", observed: "\(s.address) does not answer: \(why)", expected: "the single node answers",
+                                     advice: "check that PostgreSQL runs on the single node and that source.host/source.port are right (pg_isready -h \(hostPart(s.address)) -p \(portPart(s.address))), then `pgha resume`"))
+            }
         }
 
         // source.version
@@ -131,7 +143,7 @@ public enum PrerequisitesEvaluation {
 
         // credentials.source
         results.append(credentialsCheck("credentials.source", logins: s.logins, side: "source", missingDatabaseIsFine: false, limits: limits,
-                                        place: "the single node \(s.address)"))
+                                        place: "the single node \(s.address)", server: s.address))
 
         // source.wal_level
         switch s.settings {
@@ -262,7 +274,16 @@ public enum PrerequisitesEvaluation {
     }
 
     /// One check over a set of logins: PASS when every one was accepted.
-    static func credentialsCheck(_ name: String, logins: [LoginObservation], side: String, missingDatabaseIsFine: Bool, limits: PrerequisiteLimits, place: String) -> CheckResult {
+    /// The fix for a certificate problem in `message` (a libpq or libcurl error) of `server`, with
+    /// the playbook's key for it (`side`.sslrootcert, or target.api_cafile for the REST API).
+    static func certificateAdvice(_ message: String?, server: String, side: String, rest: Bool, limits: PrerequisiteLimits) -> String? {
+        guard let message, let problem = CertificateProblem(message: message) else { return nil }
+        let caSetting = rest ? "target.api_cafile" : "\(side).sslrootcert"
+        return problem.advice(server: server, caSetting: caSetting, caFile: limits.caFiles[caSetting],
+                              certSetting: rest ? "target.api_cert" : "\(side).sslcert", postgres: !rest)
+    }
+
+    static func credentialsCheck(_ name: String, logins: [LoginObservation], side: String, missingDatabaseIsFine: Bool, limits: PrerequisiteLimits, place: String, server: String? = nil) -> CheckResult {
         let expected = "every configured login is accepted"
         guard !logins.isEmpty else {
             return .fail(name, observed: "no login tried", expected: expected, advice: "the playbook names no user for \(place)")
@@ -284,6 +305,10 @@ public enum PrerequisitesEvaluation {
             }
         }
         if bad.isEmpty { return .pass(name, observed: parts.joined(separator: "; "), expected: expected) }
+        if let server, let advice = certificateAdvice(bad.compactMap(\.error).first, server: server, side: side, rest: false, limits: limits) {
+            return .fail(name, observed: "not checked, the TLS of \(place) does not verify: " + parts.joined(separator: "; "), expected: expected,
+                         advice: advice + ", then `pgha resume`")
+        }
         if unreachable {
             return .fail(name, observed: "not checked, \(place) cannot be reached: " + parts.joined(separator: "; "), expected: expected,
                          advice: "bring \(place) back first (see the checks above), then `pgha resume`")
@@ -302,7 +327,7 @@ public enum PrerequisitesEvaluation {
         let c = o.cluster
         var results: [CheckResult] = []
         let names = memberNamesByHost(c)
-        results.append(restHostsCheck(c, names: names))
+        results.append(restHostsCheck(c, names: names, limits: limits))
         results.append(membersCheck(c, names: names, limits: limits))
         results.append(leaderCheck(c))
         results.append(replicasStreamingCheck(c, names: names, limits: limits))
@@ -317,7 +342,7 @@ public enum PrerequisitesEvaluation {
                                      advice: "check postgresql.connect_address in \(member.name)'s patroni.yml"))
                 continue
             }
-            var check = credentialsCheck("credentials.\(member.name)", logins: member.logins, side: "target", missingDatabaseIsFine: true, limits: limits, place: place)
+            var check = credentialsCheck("credentials.\(member.name)", logins: member.logins, side: "target", missingDatabaseIsFine: true, limits: limits, place: place, server: member.address)
             if check.verdict == .fail, !member.isRunning {
                 check.observed = "\(member.name) is \(member.state ?? "not running"): " + check.observed
             } else if check.verdict == .fail, !member.postgresAnswers {
@@ -347,13 +372,20 @@ public enum PrerequisitesEvaluation {
 
     static let patroniStartAdvice = "start its Patroni (`systemctl start patroni` on that host; for the sandbox `pgha sandbox up`) and wait until `patronictl list` shows it streaming"
 
-    static func restHostsCheck(_ c: ClusterObservation, names: [String: String]) -> CheckResult {
+    static func restHostsCheck(_ c: ClusterObservation, names: [String: String], limits: PrerequisiteLimits) -> CheckResult {
         let expected = "all \(c.restHosts.count) configured REST hosts answer /cluster and /patroni"
         let failing = c.restHosts.filter { !$0.answered }
         if failing.isEmpty {
             return .pass("cluster.rest_hosts", observed: "\(c.restHosts.count) of \(c.restHosts.count) answer: " + c.restHosts.map { hostLabel($0.endpoint, names: names) }.joined(separator: ", "), expected: expected)
         }
         let details = failing.map { host in "\(hostLabel(host.endpoint, names: names)): \(host.clusterError ?? host.statusError ?? "?")" }
+        for host in failing {
+            let server = host.endpoint.split(separator: "://", maxSplits: 1).last.map(String.init) ?? host.endpoint
+            if let advice = certificateAdvice(host.clusterError ?? host.statusError, server: server, side: "target", rest: true, limits: limits) {
+                return .fail("cluster.rest_hosts", observed: "\(c.restHosts.count - failing.count) of \(c.restHosts.count) answer; " + details.joined(separator: "; "), expected: expected,
+                             advice: advice + ", then `pgha resume`")
+            }
+        }
         return .fail("cluster.rest_hosts", observed: "\(c.restHosts.count - failing.count) of \(c.restHosts.count) answer; " + details.joined(separator: "; "), expected: expected,
                      advice: "check Patroni on each host named (`curl -s http://HOST:PORT/patroni`, its log); if it is stopped, \(patroniStartAdvice); then `pgha resume`")
     }

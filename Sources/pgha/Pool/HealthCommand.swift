@@ -13,8 +13,8 @@ struct HealthCommand: AsyncParsableCommand {
             Reads the seed's variables (ENABLE_PATRONI, PATRONI_*, PROJECT_DB_*, SHARED_DB_*) from \
             the environment and .env, or the seed's YAML block with --config.
             Exit codes: 0 healthy; 1 unhealthy (a database down, a check failed); \
-            2 configuration error, including a refused login; 3 unreachable (no REST host \
-            answers, no leader confirmed).
+            2 configuration error, including a refused login or a certificate that does not \
+            verify; 3 unreachable (no REST host answers, no leader confirmed).
             """
     )
 
@@ -64,6 +64,7 @@ struct HealthCommand: AsyncParsableCommand {
 
     /// The command to run next, by what went wrong.
     static func nextStep(for error: HAError) -> String {
+        if let advice = certificateAdvice(error) { return advice }
         if error.underlying?.code == .authenticationFailed {
             return "check PATRONI_USER and PATRONI_PASSWORD (and pg_hba.conf on the members); the login was refused"
         }
@@ -75,6 +76,15 @@ struct HealthCommand: AsyncParsableCommand {
         default:
             return "pgha verify for the individual checks"
         }
+    }
+
+    /// The fix for a certificate problem behind `error` (a member's, or in single-node mode the
+    /// database's), nil when there is none.
+    static func certificateAdvice(_ error: HAError) -> String? {
+        if let certificate = error.certificate { return certificate.advice }
+        guard let underlying = error.underlying, let problem = CertificateProblem(message: underlying.message) else { return nil }
+        return problem.advice(server: error.node?.description ?? "the server", caSetting: "PROJECT_DB_SSLROOTCERT (SHARED_DB_SSLROOTCERT)",
+                              caFile: nil, certSetting: "PROJECT_DB_SSLCERT", postgres: true)
     }
 
     static func render(_ report: HealthReport) -> String {

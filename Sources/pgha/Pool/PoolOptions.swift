@@ -81,7 +81,7 @@ enum ExitCodes {
     /// The exit code for a pool that could not start: 2 when the login was refused (the
     /// credentials are configuration), 3 otherwise.
     static func forStartFailure(_ error: HAError) -> Int32 {
-        error.underlying?.code == .authenticationFailed ? configuration : unreachable
+        error.underlying?.code == .authenticationFailed || HealthCommand.certificateAdvice(error) != nil ? configuration : unreachable
     }
 }
 

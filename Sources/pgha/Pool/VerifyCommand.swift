@@ -13,7 +13,7 @@ struct VerifyCommand: AsyncParsableCommand {
             workload runs, then reports write unavailability, writes lost, duplicated, and \
             written to a non-leader.
             Exit codes: 0 all checks passed; 1 a check failed (or the drill lost, duplicated or \
-            misrouted a write); 2 configuration error, including a refused login; 3 the cluster \
+            misrouted a write); 2 configuration error, including a refused login or a certificate that does not verify; 3 the cluster \
             is unreachable (no REST host answers, no leader confirmed).
             """
     )
