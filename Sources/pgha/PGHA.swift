@@ -30,6 +30,7 @@ struct PGHA: AsyncParsableCommand {
             StatusCommand.self,
             ResumeCommand.self,
             RollbackCommand.self,
+            CompareCommand.self,
             WorkloadCommand.self,
         ]
     }

@@ -93,18 +93,23 @@ struct MigrationSession {
 
     /// Loads the playbook at `path` (exit 2 when it is invalid).
     static func open(playbookPath: String, options: MigrationOptions, json: Bool) throws -> MigrationSession {
+        let (playbook, redactor, output) = try loadPlaybook(playbookPath, json: json)
+        return MigrationSession(playbook: playbook, store: options.store, redactor: redactor, output: output)
+    }
+
+    /// The playbook at `path` (exit 2 when it is invalid), the redactor of its resolved
+    /// credentials and the output that uses it: for commands without a state directory.
+    static func loadPlaybook(_ path: String, json: Bool) throws -> (LoadedPlaybook, SecretRedactor, MigrationOutput) {
         CLILogging.bootstrap()
         let output = MigrationOutput(json: json, redactor: .none)
         let playbook: LoadedPlaybook
         do {
-            playbook = try PlaybookParser.load(path: playbookPath)
+            playbook = try PlaybookParser.load(path: path)
         } catch {
             throw output.fail(error)
         }
         let redactor = playbook.playbook.secretRedactor(environment: ProcessEnvironment())
-        return MigrationSession(
-            playbook: playbook, store: options.store, redactor: redactor,
-            output: MigrationOutput(json: json, redactor: redactor))
+        return (playbook, redactor, MigrationOutput(json: json, redactor: redactor))
     }
 
     /// For `resume` and `rollback`, which are not given a playbook: reads the state (exit 7 when

@@ -47,8 +47,9 @@ struct MigrationOutput: Sendable {
         line(text)
     }
 
-    /// Reports `error` (message and the next command to try) and returns the exit code to throw.
-    func fail(_ error: any Error, next: String? = nil) -> ExitCode {
+    /// Reports `error` (message and the next command to try) and returns the exit code to throw:
+    /// the error's own, or `exitCode` for a command with its own table (`pgha compare`).
+    func fail(_ error: any Error, next: String? = nil, exitCode: Int32? = nil) -> ExitCode {
         if let exit = error as? ExitCode { return exit }
         guard let error = error as? MigrationError else {
             errorLine("error: \(error)")
@@ -57,10 +58,11 @@ struct MigrationOutput: Sendable {
         }
         errorLine("error: \(error.description)")
         if let advice = next ?? Self.advice(for: error) { errorLine("next: \(advice)") }
+        let code = exitCode ?? error.exitCode.rawValue
         if json {
-            jsonLine(ErrorLine(code: error.code.rawValue, message: redactor.redact(error.description), exitCode: error.exitCode.rawValue))
+            jsonLine(ErrorLine(code: error.code.rawValue, message: redactor.redact(error.description), exitCode: code))
         }
-        return ExitCode(error.exitCode.rawValue)
+        return ExitCode(code)
     }
 
     /// What to do about `error`, when there is something useful to say.

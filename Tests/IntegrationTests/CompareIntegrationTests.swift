@@ -1,0 +1,68 @@
+import Foundation
+import Migration
+import PGClient
+import Sandbox
+import Testing
+
+/// `pgha compare` on the sandbox: the single node against the standby cluster the physical sync
+/// made (identical), then, after the cutover, with differences planted on the single node (a row
+/// changed, one deleted, one added; a composite key) — each found down to its row, exit 1.
+@Suite(.enabled(if: SandboxFixture.enabled), .serialized)
+struct CompareIntegrationTests {
+    let cli: CLIHarness
+    let cutover: CutoverIntegrationTests
+
+    init() throws {
+        cli = try CLIHarness.make()
+        cutover = try CutoverIntegrationTests()
+    }
+
+    @Test("identical after sync; after cutover, planted differences are named row by row")
+    func identicalThenPlantedDifferences() throws {
+        let work = try cutover.workspace()
+        defer { cutover.restore(work) }
+        let sync = cli.run(["run", "sandbox.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work, timeout: 300)
+        #expect(sync.exitCode == 0, "\(sync)")
+
+        // The standby cluster follows the single node: every table identical.
+        let same = cli.run(["compare", "sandbox.yml", "--json", "--chunk-rows", "20000"], in: work, timeout: 300)
+        #expect(same.exitCode == 0, "\(same)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(same.stdout.utf8)) as? [String: Any], "\(same)")
+        #expect(document["identical"] as? Bool == true, "\(same.stdout)")
+        let report = try #require(document["report"] as? [String: Any])
+        let tables = try #require(report["tables"] as? [[String: Any]])
+        let accounts = try #require(tables.first { $0["table"] as? String == "public.pgbench_accounts" }, "\(tables)")
+        #expect(accounts["sourceRows"] as? Int == 100_000 && accounts["targetRows"] as? Int == 100_000 && accounts["ranges"] as? Int == 6, "\(accounts)")
+        #expect(tables.contains { $0["table"] as? String == "public.item_tags" && $0["status"] as? String == "identical" }, "\(tables)")
+        print("[compare] \(tables.count) tables identical in \(report["elapsedSeconds"] ?? "?") s, \(document["mebibytesPerSecond"] ?? "?") MiB/s")
+
+        // After the cutover the single node no longer follows physically: plant differences there
+        // (pgha's own session may write on the frozen single node).
+        let run = cli.run(["resume", "--state-dir", work.stateDir, "--until", "cutover"], in: work, timeout: 300)
+        #expect(run.exitCode == 0, "\(run)")
+        let project = try cutover.superuser(cutover.sandbox.single.host, cutover.sandbox.single.port)
+        _ = try project.query("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 4242")
+        _ = try project.query("DELETE FROM pgbench_accounts WHERE aid = 777")
+        _ = try project.query("INSERT INTO pgbench_accounts (aid, bid, abalance, filler) VALUES (100001, 1, 0, 'planted')")
+        let shared = try cutover.superuser(cutover.sandbox.single.host, cutover.sandbox.single.port, database: cutover.sandbox.single.sharedDatabase)
+        _ = try shared.query("DELETE FROM item_tags WHERE item_id = 3 AND tag = 'odd'")
+
+        let started = Date()
+        let differ = cli.run(["compare", "sandbox.yml", "--rechecks", "1", "--recheck-delay", "0.2"], in: work, timeout: 300)
+        #expect(differ.exitCode == 1, "\(differ)")
+        for fragment in [
+            "public.pgbench_accounts: DIFFERENT: 100000 rows on the single node, 100000 on the cluster; 3 rows differ:",
+            "differs 4242", "only on target 777", "missing on target 100001",
+            "public.item_tags: DIFFERENT", "only on target (3, odd)",
+            "public.pgbench_branches: identical", "DIFFERENT: 2 tables differ",
+        ] {
+            #expect(differ.stdout.contains(fragment), "missing \(fragment)\n\(differ.stdout)")
+        }
+        print("[compare] planted differences found in \(Date().timeIntervalSince(started)) s")
+        for secret in cli.secrets { #expect(!differ.stdout.contains(secret) && !differ.stderr.contains(secret)) }
+
+        // Bad input: an unknown member is named with the members there are.
+        let unknown = cli.run(["compare", "sandbox.yml", "--member", "nobody"], in: work, timeout: 60)
+        #expect(unknown.exitCode == 3 && unknown.stderr.contains("member nobody is not in the cluster (members: ha"), "\(unknown)")
+    }
+}
