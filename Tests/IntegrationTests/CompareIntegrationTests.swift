@@ -20,7 +20,14 @@ struct CompareIntegrationTests {
     @Test("identical after sync; after cutover, planted differences are named row by row")
     func identicalThenPlantedDifferences() throws {
         let work = try cutover.workspace()
-        defer { cutover.restore(work) }
+        // A table whose json column has no extended hash function: compared by the rows' text.
+        let single = try cutover.superuser(cutover.sandbox.single.host, cutover.sandbox.single.port)
+        _ = try single.query("CREATE TABLE IF NOT EXISTS pgha_compare_json (id int PRIMARY KEY, doc json)")
+        _ = try single.query("INSERT INTO pgha_compare_json SELECT g, json_build_object('n', g) FROM generate_series(1, 50) g ON CONFLICT DO NOTHING")
+        defer {
+            cutover.restore(work)
+            _ = try? cutover.superuser(cutover.sandbox.single.host, cutover.sandbox.single.port).query("DROP TABLE IF EXISTS pgha_compare_json")
+        }
         let sync = cli.run(["run", "sandbox.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work, timeout: 300)
         #expect(sync.exitCode == 0, "\(sync)")
 
@@ -34,18 +41,29 @@ struct CompareIntegrationTests {
         let accounts = try #require(tables.first { $0["table"] as? String == "public.pgbench_accounts" }, "\(tables)")
         #expect(accounts["sourceRows"] as? Int == 100_000 && accounts["targetRows"] as? Int == 100_000 && accounts["ranges"] as? Int == 6, "\(accounts)")
         #expect(tables.contains { $0["table"] as? String == "public.item_tags" && $0["status"] as? String == "identical" }, "\(tables)")
+        #expect(accounts["rowHash"] as? String == "record", "\(accounts)")
+        #expect(tables.contains { $0["table"] as? String == "public.pgha_compare_json" && $0["rowHash"] as? String == "text" && $0["status"] as? String == "identical" }, "\(tables)")
         print("[compare] \(tables.count) tables identical in \(report["elapsedSeconds"] ?? "?") s, \(document["mebibytesPerSecond"] ?? "?") MiB/s")
 
         // After the cutover the single node no longer follows physically: plant differences there
         // (pgha's own session may write on the frozen single node).
         let run = cli.run(["resume", "--state-dir", work.stateDir, "--until", "cutover"], in: work, timeout: 300)
         #expect(run.exitCode == 0, "\(run)")
+        // Undone below whatever happens: the sandbox's data set is shared by every test.
         let project = try cutover.superuser(cutover.sandbox.single.host, cutover.sandbox.single.port)
+        let shared = try cutover.superuser(cutover.sandbox.single.host, cutover.sandbox.single.port, database: cutover.sandbox.single.sharedDatabase)
+        _ = try project.query("CREATE TEMPORARY TABLE planted_away AS SELECT * FROM pgbench_accounts WHERE aid = 777")
+        defer {
+            _ = try? project.query("UPDATE pgbench_accounts SET abalance = abalance - 1 WHERE aid = 4242")
+            _ = try? project.query("INSERT INTO pgbench_accounts SELECT * FROM planted_away ON CONFLICT DO NOTHING")
+            _ = try? project.query("DELETE FROM pgbench_accounts WHERE aid = 100001")
+            _ = try? shared.query("INSERT INTO item_tags (item_id, tag) VALUES (3, 'odd') ON CONFLICT DO NOTHING")
+        }
         _ = try project.query("UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 4242")
         _ = try project.query("DELETE FROM pgbench_accounts WHERE aid = 777")
         _ = try project.query("INSERT INTO pgbench_accounts (aid, bid, abalance, filler) VALUES (100001, 1, 0, 'planted')")
-        let shared = try cutover.superuser(cutover.sandbox.single.host, cutover.sandbox.single.port, database: cutover.sandbox.single.sharedDatabase)
         _ = try shared.query("DELETE FROM item_tags WHERE item_id = 3 AND tag = 'odd'")
+        _ = try project.query("UPDATE pgha_compare_json SET doc = '{\"n\": 2, \"planted\": true}' WHERE id = 2")
 
         let started = Date()
         let differ = cli.run(["compare", "sandbox.yml", "--rechecks", "1", "--recheck-delay", "0.2"], in: work, timeout: 300)
@@ -54,7 +72,8 @@ struct CompareIntegrationTests {
             "public.pgbench_accounts: DIFFERENT: 100000 rows on the single node, 100000 on the cluster; 3 rows differ:",
             "differs 4242", "only on target 777", "missing on target 100001",
             "public.item_tags: DIFFERENT", "only on target (3, odd)",
-            "public.pgbench_branches: identical", "DIFFERENT: 2 tables differ",
+            "public.pgha_compare_json: DIFFERENT", "1 row differs: differs 2",
+            "public.pgbench_branches: identical", "DIFFERENT: 3 tables differ",
         ] {
             #expect(differ.stdout.contains(fragment), "missing \(fragment)\n\(differ.stdout)")
         }

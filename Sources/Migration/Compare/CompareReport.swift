@@ -31,6 +31,8 @@ public struct CompareReport: Sendable, Codable {
         /// Relation sizes of both sides together.
         public var bytes: Int64 = 0
         public var seconds: Double = 0
+        /// How rows were hashed (`record` unless a column type has no extended hash function).
+        public var rowHash: CompareModel.RowHash?
         public var note: String?
 
         public init(database: String, table: String, status: Status, note: String? = nil) {
@@ -50,7 +52,7 @@ public struct CompareReport: Sendable, Codable {
             case .different:
                 var text = "DIFFERENT: \(sourceRows) rows on the single node, \(targetRows) on the cluster"
                 if rowDifferences > 0 {
-                    text += "; \(rowDifferences) row\(rowDifferences == 1 ? "" : "s") differ: " + rows.map { "\($0.kind.rawValue) \($0.key.count == 1 ? $0.key[0] : "(" + $0.key.joined(separator: ", ") + ")")" }.joined(separator: ", ")
+                    text += "; \(rowDifferences) \(rowDifferences == 1 ? "row differs" : "rows differ"): " + rows.map { "\($0.kind.rawValue) \($0.key.count == 1 ? $0.key[0] : "(" + $0.key.joined(separator: ", ") + ")")" }.joined(separator: ", ")
                     if rowDifferences > rows.count { text += ", …" }
                 } else if !rangeExamples.isEmpty {
                     text += "; differing: " + rangeExamples.joined(separator: "; ")

@@ -223,6 +223,17 @@ private struct Sides: Sendable {
         return (Self.digest(a), Self.digest(b))
     }
 
+    /// Whether `probe` runs: false only for 42883 (no such hash function); another failure is
+    /// left to the compare itself.
+    func hashes(_ connection: PGConnection, _ probe: String) async -> Bool {
+        do {
+            _ = try await connection.query(probe, timeout: compare.options.statementTimeout)
+            return true
+        } catch {
+            return error.sqlState != "42883"
+        }
+    }
+
     static func digest(_ r: PGResult) -> CompareModel.Digest {
         CompareModel.Digest(rows: ((try? r.int(0, 0)) ?? nil) ?? 0, sum: r.string(0, 1) ?? "0")
     }
@@ -233,8 +244,16 @@ private struct Sides: Sendable {
 
     func compareTable(_ table: CompareModel.Table, job: Int) async throws(MigrationError) -> CompareReport.Table {
         let started = ContinuousClock.now
+        var table = table
+        // hash_record_extended where every column type can be hashed so, else the row's text.
+        let probe = CompareModel.Statements(table).probe
+        let (s, t) = (try await source(job: job), try await target(job: job))
+        let onSource = await hashes(s, probe)
+        let onTarget = await hashes(t, probe)
+        if !onSource || !onTarget { table.rowHash = .text }
         let statements = CompareModel.Statements(table)
         var result = CompareReport.Table(database: sourceDatabase, table: table.displayName, status: .identical)
+        result.rowHash = table.rowHash
         var ranges: [(CompareModel.KeyRange, Int)] = []
         if table.hasKey {
             let bounds = try await query(try await source(job: job), statements.boundaries(every: limits.chunkRows), side: "the single node")
