@@ -488,6 +488,40 @@ struct PrerequisitesStageTests {
             clock: FakeClock(start: PrereqFixture.now), cancellation: CancellationFlag(), logger: Logger(label: "test"))
     }
 
+    @Test("each check is named once: the gate produces exactly PrerequisiteCheck.checks(for:), and the plan lists the same, for both methods")
+    func checkNamesOnce() throws {
+        let dir = try TempDirectory("prereq-names")
+        defer { dir.cleanup() }
+        func names(_ results: [CheckResult]) -> Set<String> {
+            Set(results.map(\.name).filter { !$0.hasPrefix("credentials.") || $0 == "credentials.source" })
+        }
+        func listed(_ playbook: Playbook) -> Set<String> {
+            Set(PrerequisitesStage().checks(context(dir, playbook: playbook)).compactMap { $0.split(separator: ":").first.map(String.init) }
+                .filter { $0 != "credentials.<member>" })
+        }
+        // Logical: the independent cluster's checks, credentials per member.
+        var logical = try samplePlaybook()
+        logical.sync.method = .logical
+        let logicalNames = Set(PrerequisiteCheck.checks(for: .logical).map(\.name))
+        let evaluated = PrerequisitesEvaluation.evaluate(PrereqFixture.healthy(), limits: PrerequisiteLimits(playbook: logical))
+        #expect(names(evaluated) == logicalNames)
+        #expect(evaluated.contains { $0.name == "credentials.node1" })
+        #expect(listed(logical) == logicalNames)
+        // Physical: what a standby cluster needs, with the cluster absent (skipped) and present.
+        var physical = logical
+        physical.sync.method = .physical
+        let physicalNames = Set(PrerequisiteCheck.checks(for: .physical).map(\.name))
+        var o = PrereqFixture.healthy()
+        o.source.physical = .observed(PhysicalSourceFacts(
+            replicationRole: .init(name: "replicator", canLogin: true, replication: true, superuser: false), hbaRules: .observed([]),
+            configFile: "/data/postgresql.conf", dataDirectory: "/data", slot: nil))
+        #expect(names(PrerequisitesEvaluation.evaluate(o, limits: PrerequisiteLimits(playbook: physical))) == physicalNames)
+        o.cluster = ClusterObservation(restHosts: [], members: [], pool: .failed("no cluster yet"))
+        #expect(names(PrerequisitesEvaluation.evaluate(o, limits: PrerequisiteLimits(playbook: physical))) == physicalNames)
+        #expect(listed(physical) == physicalNames)
+        #expect(Set(PrerequisiteCheck.allCases.map(\.name)) == logicalNames.union(physicalNames))
+    }
+
     @Test("the gate evaluates what the run observed, and masks every secret in it")
     func gateUsesTheRunsObservationsRedacted() async throws {
         let dir = try TempDirectory("prereq")

@@ -17,7 +17,7 @@ extension PrerequisitesEvaluation {
         switch probe {
         case .failed(let why):
             let advice = "fix the source logins (source.admin_user should be a superuser), then `pgha resume`"
-            return ["source.replication_role", "source.hba_replication", "source.config_file", "source.slot"].map {
+            return PrerequisiteCheck.sourcePhysical.map {
                 .fail($0, observed: "could not look: \(why)", expected: "readable", advice: advice)
             }
         case .observed(let f):
@@ -34,15 +34,15 @@ extension PrerequisitesEvaluation {
         let expected = "role \(user) exists with LOGIN and REPLICATION"
         let create = "`CREATE ROLE \(user) LOGIN REPLICATION PASSWORD '…'` on the single node (the members read the password from PATRONI_REPLICATION_PASSWORD)"
         guard let role = f.replicationRole else {
-            return .fail("source.replication_role", observed: "no role \(user) on the single node", expected: expected,
+            return .fail(.sourceReplicationRole, observed: "no role \(user) on the single node", expected: expected,
                          advice: "the standby cluster streams from the single node as \(user) (target.replication_user): \(create); then `pgha resume`")
         }
         guard role.canLogin, role.replication || role.superuser else {
             let missing = [role.canLogin ? nil : "LOGIN", role.replication || role.superuser ? nil : "REPLICATION"].compactMap { $0 }
-            return .fail("source.replication_role", observed: "\(user) lacks \(missing.joined(separator: " and "))", expected: expected,
+            return .fail(.sourceReplicationRole, observed: "\(user) lacks \(missing.joined(separator: " and "))", expected: expected,
                          advice: "`ALTER ROLE \(user) \(missing.joined(separator: " "))` on the single node; then `pgha resume`")
         }
-        return .pass("source.replication_role", observed: "\(user): LOGIN, \(role.superuser ? "SUPERUSER" : "REPLICATION")", expected: expected)
+        return .pass(.sourceReplicationRole, observed: "\(user): LOGIN, \(role.superuser ? "SUPERUSER" : "REPLICATION")", expected: expected)
     }
 
     static func hbaReplicationCheck(_ f: PhysicalSourceFacts, limits: PrerequisiteLimits) -> CheckResult {
@@ -51,7 +51,7 @@ extension PrerequisitesEvaluation {
         let rules: [PhysicalSourceFacts.HBARule]
         switch f.hbaRules {
         case .failed(let why):
-            return .warn("source.hba_replication", observed: "pg_hba_file_rules not readable: \(why)", expected: expected,
+            return .warn(.sourceHbaReplication, observed: "pg_hba_file_rules not readable: \(why)", expected: expected,
                          advice: "set source.admin_user to a superuser so pgha can check, or make sure pg_hba.conf on the single node has `host replication \(user) <member address>/32 scram-sha-256` for each member")
         case .observed(let r):
             rules = r
@@ -80,40 +80,40 @@ extension PrerequisitesEvaluation {
         }
         let line = "host replication \(user) <member address>/32 scram-sha-256"
         if !refused.isEmpty {
-            return .fail("source.hba_replication", observed: refused.joined(separator: "; "), expected: expected,
+            return .fail(.sourceHbaReplication, observed: refused.joined(separator: "; "), expected: expected,
                          advice: "add `\(line)` to the single node's pg_hba.conf for each member named, `SELECT pg_reload_conf()`; then `pgha resume`")
         }
         if !unsure.isEmpty {
-            return .warn("source.hba_replication", observed: (allowed + unsure).joined(separator: "; "), expected: expected,
+            return .warn(.sourceHbaReplication, observed: (allowed + unsure).joined(separator: "; "), expected: expected,
                          advice: "pgha cannot decide these lines; make sure they admit the members, or add `\(line)`")
         }
-        return .pass("source.hba_replication", observed: allowed.isEmpty ? "no members named" : allowed.joined(separator: "; "), expected: expected)
+        return .pass(.sourceHbaReplication, observed: allowed.isEmpty ? "no members named" : allowed.joined(separator: "; "), expected: expected)
     }
 
     static func configFileCheck(_ f: PhysicalSourceFacts) -> CheckResult {
         let expected = "postgresql.conf inside the data directory"
         let dir = f.dataDirectory.hasSuffix("/") ? f.dataDirectory : f.dataDirectory + "/"
         if f.configFile.hasPrefix(dir) {
-            return .pass("source.config_file", observed: f.configFile, expected: expected)
+            return .pass(.sourceConfigFile, observed: f.configFile, expected: expected)
         }
-        return .fail("source.config_file", observed: "\(f.configFile) (outside \(f.dataDirectory))", expected: expected,
+        return .fail(.sourceConfigFile, observed: "\(f.configFile) (outside \(f.dataDirectory))", expected: expected,
                      advice: "Patroni fails after the basebackup when the copied data directory has no postgresql.conf (Debian keeps it in /etc): create an empty one, `install -o postgres -g postgres -m 600 /dev/null \(dir)postgresql.conf` (the server keeps using \(f.configFile)); then `pgha resume`")
     }
 
     static func slotCheck(_ f: PhysicalSourceFacts, limits: PrerequisiteLimits) -> CheckResult {
         let expected = "slot \(limits.slot) absent (sync creates it) or an unused physical slot"
         guard let slot = f.slot else {
-            return .pass("source.slot", observed: "\(limits.slot) does not exist yet: the sync stage creates it", expected: expected)
+            return .pass(.sourceSlot, observed: "\(limits.slot) does not exist yet: the sync stage creates it", expected: expected)
         }
         if slot.type != "physical" {
-            return .fail("source.slot", observed: "\(slot.name) exists and is a \(slot.type) slot", expected: expected,
+            return .fail(.sourceSlot, observed: "\(slot.name) exists and is a \(slot.type) slot", expected: expected,
                          advice: "choose another sync.slot, or drop it if nothing needs it (`SELECT pg_drop_replication_slot('\(slot.name)')`)")
         }
         if slot.active {
-            return .warn("source.slot", observed: "\(slot.name) exists and is in use", expected: expected,
+            return .warn(.sourceSlot, observed: "\(slot.name) exists and is in use", expected: expected,
                          advice: "something streams from it already (a standby cluster started early?): sync checks that it is this migration's cluster")
         }
-        return .pass("source.slot", observed: "\(slot.name) exists (physical, unused): sync uses it and leaves it in place on rollback, as pgha did not create it", expected: expected)
+        return .pass(.sourceSlot, observed: "\(slot.name) exists (physical, unused): sync uses it and leaves it in place on rollback, as pgha did not create it", expected: expected)
     }
 
     /// Whether any configured REST host answered with a cluster.
@@ -125,8 +125,8 @@ extension PrerequisitesEvaluation {
         let c = o.cluster
         guard clusterAnswers(c) else {
             let why = "the physical method's cluster does not exist yet: it is started from the config stage's patroni.yml during sync, which waits for it and checks it (\(orderOfWork))"
-            return ["cluster.rest_hosts", "cluster.members", "cluster.standby", "cluster.version"].map {
-                CheckResult(name: $0, verdict: .skip, observed: why)
+            return PrerequisiteCheck.clusterPhysical.map {
+                CheckResult(name: $0.name, verdict: .skip, observed: why)
             }
         }
         let writable = c.members.filter { $0.role == "leader" || $0.role == "master" || $0.role == "primary" }
@@ -134,11 +134,11 @@ extension PrerequisitesEvaluation {
         let names = memberNamesByHost(c)
         results.append(restHostsCheck(c, names: names, limits: limits))
         if !writable.isEmpty {
-            results.append(.fail("cluster.standby", observed: "\(writable.map(\.name).joined(separator: ", ")) is a writable leader: this cluster was initialised on its own", expected: "a new cluster, or a standby cluster of the single node",
+            results.append(.fail(.clusterStandby, observed: "\(writable.map(\.name).joined(separator: ", ")) is a writable leader: this cluster was initialised on its own", expected: "a new cluster, or a standby cluster of the single node",
                                  advice: "the physical method needs a cluster that Patroni bootstraps as a standby of the single node from the config stage's patroni.yml: stop this one, and start the members with a new scope and empty data directories (\(orderOfWork)); or use sync.method: logical to copy into it"))
         } else {
             let standbyLeader = c.members.first { $0.role == "standby_leader" }
-            results.append(.pass("cluster.standby", observed: standbyLeader.map { "standby cluster, standby leader \($0.name) (in recovery by design)" } ?? "no leader yet (the cluster is starting)",
+            results.append(.pass(.clusterStandby, observed: standbyLeader.map { "standby cluster, standby leader \($0.name) (in recovery by design)" } ?? "no leader yet (the cluster is starting)",
                                  expected: "a new cluster, or a standby cluster of the single node"))
         }
         results.append(membersCheck(c, names: names, limits: limits))

@@ -78,14 +78,9 @@ public struct PrerequisiteLimits: Sendable, Hashable {
     }
 }
 
-/// The prerequisites gate as a pure function: observations in, checks out. Check names are
-/// stable (scripts and the docs refer to them):
-///
-/// `source.reachable`, `source.version`, `credentials.source`, `source.wal_level`,
-/// `source.replication_slots`, `source.wal_senders`, `source.primary_keys`,
-/// `source.long_transactions`, `source.large_objects`, `cluster.rest_hosts`, `cluster.members`,
-/// `cluster.leader`, `cluster.replicas_streaming`, `cluster.replica_lag`, `cluster.version`,
-/// `cluster.dcs`, `cluster.pool`, and `credentials.<member>` for every member.
+/// The prerequisites gate as a pure function: observations in, checks out: exactly
+/// `PrerequisiteCheck.checks(for:)` of the playbook's method, plus `credentials.<member>` for every
+/// member in the logical method.
 public enum PrerequisitesEvaluation {
     public static func evaluate(_ o: PrerequisiteObservations, limits: PrerequisiteLimits) -> [CheckResult] {
         var results = sourceChecks(o.source, limits: limits).map { timed($0, o.source.elapsedMs) }
@@ -114,16 +109,16 @@ public enum PrerequisitesEvaluation {
 
         // source.reachable
         if connected {
-            results.append(.pass("source.reachable", observed: "PostgreSQL \(s.serverVersion ?? version ?? "?") answers at \(s.address)", expected: "the single node answers"))
+            results.append(.pass(.sourceReachable, observed: "PostgreSQL \(s.serverVersion ?? version ?? "?") answers at \(s.address)", expected: "the single node answers"))
         } else if answered {
-            results.append(.pass("source.reachable", observed: "\(s.address) answers, but no login succeeded (see credentials.source)", expected: "the single node answers"))
+            results.append(.pass(.sourceReachable, observed: "\(s.address) answers, but no login succeeded (see credentials.source)", expected: "the single node answers"))
         } else {
             let why = s.logins.compactMap(\.error).first ?? "no login was tried"
             if let advice = certificateAdvice(why, server: s.address, side: "source", rest: false, limits: limits) {
-                results.append(.fail("source.reachable", observed: "\(s.address) answers, but its TLS does not verify: \(why)", expected: "the single node answers",
+                results.append(.fail(.sourceReachable, observed: "\(s.address) answers, but its TLS does not verify: \(why)", expected: "the single node answers",
                                      advice: advice + ", then `pgha resume`"))
             } else {
-                results.append(.fail("source.reachable", observed: "\(s.address) does not answer: \(why)", expected: "the single node answers",
+                results.append(.fail(.sourceReachable, observed: "\(s.address) does not answer: \(why)", expected: "the single node answers",
                                      advice: "check that PostgreSQL runs on the single node and that source.host/source.port are right (pg_isready -h \(hostPart(s.address)) -p \(portPart(s.address))), then `pgha resume`"))
             }
         }
@@ -132,31 +127,31 @@ public enum PrerequisitesEvaluation {
         let wanted = "≥ \(limits.minServerVersion)"
         if let num = s.serverVersionNum {
             if majorVersion(num) >= limits.minServerVersion {
-                results.append(.pass("source.version", observed: versionText(num), expected: wanted))
+                results.append(.pass(.sourceVersion, observed: versionText(num), expected: wanted))
             } else {
-                results.append(.fail("source.version", observed: versionText(num), expected: wanted,
+                results.append(.fail(.sourceVersion, observed: versionText(num), expected: wanted,
                                      advice: "the single node runs PostgreSQL \(majorVersion(num)), older than thresholds.min_server_version (\(limits.minServerVersion)): upgrade it first, or lower the threshold if you know pgha's logical sync works with it"))
             }
         } else {
-            results.append(.fail("source.version", observed: "unknown (no login succeeded)", expected: wanted, advice: "fix source.reachable / credentials.source first"))
+            results.append(.fail(.sourceVersion, observed: "unknown (no login succeeded)", expected: wanted, advice: "fix source.reachable / credentials.source first"))
         }
 
         // credentials.source
-        results.append(credentialsCheck("credentials.source", logins: s.logins, side: "source", missingDatabaseIsFine: false, limits: limits,
+        results.append(credentialsCheck(PrerequisiteCheck.credentialsSource.name, logins: s.logins, side: "source", missingDatabaseIsFine: false, limits: limits,
                                         place: "the single node \(s.address)", server: s.address))
 
         // source.wal_level
         switch s.settings {
         case .failed(let why):
-            results.append(.fail("source.wal_level", observed: "could not read the settings: \(why)", expected: "logical", advice: "fix the source logins first, then `pgha resume`"))
-            results.append(.fail("source.replication_slots", observed: "could not read the settings: \(why)", expected: "≥ \(limits.slotsNeeded) free", advice: "fix the source logins first, then `pgha resume`"))
-            results.append(.fail("source.wal_senders", observed: "could not read the settings: \(why)", expected: "≥ \(limits.slotsNeeded) free", advice: "fix the source logins first, then `pgha resume`"))
+            results.append(.fail(.sourceWalLevel, observed: "could not read the settings: \(why)", expected: "logical", advice: "fix the source logins first, then `pgha resume`"))
+            results.append(.fail(.sourceReplicationSlots, observed: "could not read the settings: \(why)", expected: "≥ \(limits.slotsNeeded) free", advice: "fix the source logins first, then `pgha resume`"))
+            results.append(.fail(.sourceWalSenders, observed: "could not read the settings: \(why)", expected: "≥ \(limits.slotsNeeded) free", advice: "fix the source logins first, then `pgha resume`"))
         case .observed(let settings):
             results.append(walLevelCheck(settings))
-            results.append(headroomCheck("source.replication_slots", max: settings.maxReplicationSlots, used: settings.usedReplicationSlots,
+            results.append(headroomCheck(PrerequisiteCheck.sourceReplicationSlots.name, max: settings.maxReplicationSlots, used: settings.usedReplicationSlots,
                                          setting: "max_replication_slots", what: "replication slots", limits: limits,
                                          freeing: "drop slots nobody uses (SELECT slot_name, active FROM pg_replication_slots; SELECT pg_drop_replication_slot('name'))"))
-            results.append(headroomCheck("source.wal_senders", max: settings.maxWalSenders, used: settings.usedWalSenders,
+            results.append(headroomCheck(PrerequisiteCheck.sourceWalSenders.name, max: settings.maxWalSenders, used: settings.usedWalSenders,
                                          setting: "max_wal_senders", what: "WAL senders", limits: limits,
                                          freeing: "stop replication clients that are no longer needed (SELECT application_name, client_addr FROM pg_stat_replication)"))
         }
@@ -169,14 +164,14 @@ public enum PrerequisitesEvaluation {
 
     static func walLevelCheck(_ settings: SourceSettings) -> CheckResult {
         if settings.walLevel == "logical" {
-            return .pass("source.wal_level", observed: "logical", expected: "logical")
+            return .pass(.sourceWalLevel, observed: "logical", expected: "logical")
         }
         if settings.walLevelPendingRestart || settings.walLevelConfigured == "logical" {
             let configured = settings.walLevelConfigured.map { "\($0) configured" } ?? "a new value configured"
-            return .fail("source.wal_level", observed: "\(settings.walLevel) in effect; \(configured), waiting for a restart", expected: "logical",
+            return .fail(.sourceWalLevel, observed: "\(settings.walLevel) in effect; \(configured), waiting for a restart", expected: "logical",
                          advice: "restart PostgreSQL on the single node (e.g. `pg_ctlcluster 15 main restart` or `systemctl restart postgresql`; a short outage for the application): wal_level only changes at a restart. Then `pgha resume`.")
         }
-        return .fail("source.wal_level", observed: settings.walLevel, expected: "logical",
+        return .fail(.sourceWalLevel, observed: settings.walLevel, expected: "logical",
                      advice: "logical replication needs wal_level = logical: run `ALTER SYSTEM SET wal_level = logical;` as a superuser on the single node, then restart PostgreSQL there (a short outage), then `pgha resume`")
     }
 
@@ -209,19 +204,19 @@ public enum PrerequisitesEvaluation {
             }
         }
         if !failures.isEmpty {
-            return .fail("source.primary_keys", observed: "could not list the tables: " + failures.joined(separator: "; "), expected: expected,
+            return .fail(.sourcePrimaryKeys, observed: "could not list the tables: " + failures.joined(separator: "; "), expected: expected,
                          advice: "fix the source logins (a superuser in source.admin_user sees every schema), then `pgha resume`")
         }
         if !missing.isEmpty, method == .physical {
-            return .warn("source.primary_keys", observed: "\(missing.count) of \(checked) tables without one: " + list(missing, limit: 10), expected: expected,
+            return .warn(.sourcePrimaryKeys, observed: "\(missing.count) of \(checked) tables without one: " + list(missing, limit: 10), expected: expected,
                          advice: "physical replication copies them as they are; the way back after cutover is logical, so cutover gives each of them REPLICA IDENTITY FULL (journaled, undone by rollback) before the application writes on the cluster. A primary key is better: `ALTER TABLE schema.table ADD PRIMARY KEY (col)`")
         }
         if !missing.isEmpty {
-            return .fail("source.primary_keys", observed: "\(missing.count) of \(checked) tables without one: " + list(missing, limit: 10), expected: expected,
+            return .fail(.sourcePrimaryKeys, observed: "\(missing.count) of \(checked) tables without one: " + list(missing, limit: 10), expected: expected,
                          advice: "logical replication cannot apply UPDATE or DELETE to these tables: add a primary key (`ALTER TABLE schema.table ADD PRIMARY KEY (col)`) or, if there is no unique key, `ALTER TABLE schema.table REPLICA IDENTITY FULL` (slower on the cluster); then `pgha resume`")
         }
         let names = databases.map(\.name).joined(separator: ", ")
-        return .pass("source.primary_keys", observed: "\(checked) tables in \(names): all have a primary key or replica identity", expected: expected)
+        return .pass(.sourcePrimaryKeys, observed: "\(checked) tables in \(names): all have a primary key or replica identity", expected: expected)
     }
 
     static func longTransactionsCheck(_ probe: Probe<OpenTransactions>, limits: PrerequisiteLimits) -> CheckResult {
@@ -229,22 +224,22 @@ public enum PrerequisitesEvaluation {
         let expected = "none open longer than \(limit) s"
         switch probe {
         case .failed(let why):
-            return .fail("source.long_transactions", observed: "could not read pg_stat_activity: \(why)", expected: expected, advice: "fix the source logins first, then `pgha resume`")
+            return .fail(.sourceLongTransactions, observed: "could not read pg_stat_activity: \(why)", expected: expected, advice: "fix the source logins first, then `pgha resume`")
         case .observed(let transactions):
             let old = transactions.oldest.filter { $0.ageSeconds > limits.maxTransactionAgeSeconds }
             if !old.isEmpty {
                 let pids = old.compactMap(\.pid).map(String.init)
                 let terminate = pids.isEmpty ? "" : " (`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN (\(pids.joined(separator: ", ")))`)"
                 let prepared = old.contains { $0.preparedGID != nil } ? "; finish prepared transactions with COMMIT PREPARED or ROLLBACK PREPARED 'gid'" : ""
-                return .fail("source.long_transactions", observed: "\(old.count) open longer than \(limit) s: " + list(old.map(\.summary), limit: 5), expected: expected,
+                return .fail(.sourceLongTransactions, observed: "\(old.count) open longer than \(limit) s: " + list(old.map(\.summary), limit: 5), expected: expected,
                              advice: "creating the sync stage's replication slots waits for every open transaction, and old ones hold back vacuum: let them finish or end them\(terminate)\(prepared); then `pgha resume`")
             }
             let oldest = transactions.oldest.first.map { "oldest open transaction \(Int($0.ageSeconds.rounded())) s" } ?? "no open transaction"
             if !transactions.seesAllSessions {
-                return .warn("source.long_transactions", observed: "\(oldest) among the sessions this login can see (not a superuser)", expected: expected,
+                return .warn(.sourceLongTransactions, observed: "\(oldest) among the sessions this login can see (not a superuser)", expected: expected,
                              advice: "set source.admin_user to a superuser (or grant pg_read_all_stats) so that every session is checked")
             }
-            return .pass("source.long_transactions", observed: oldest, expected: expected)
+            return .pass(.sourceLongTransactions, observed: oldest, expected: expected)
         }
     }
 
@@ -259,18 +254,18 @@ public enum PrerequisitesEvaluation {
             }
         }
         if !failures.isEmpty {
-            return .warn("source.large_objects", observed: "could not count: " + failures.joined(separator: "; "), expected: "none (reported)",
+            return .warn(.sourceLargeObjects, observed: "could not count: " + failures.joined(separator: "; "), expected: "none (reported)",
                          advice: "fix the source logins to get this report")
         }
         if !counts.isEmpty, method == .physical {
-            return CheckResult(name: "source.large_objects", verdict: .pass, observed: counts.joined(separator: "; "), expected: "none (reported)",
+            return CheckResult(name: PrerequisiteCheck.sourceLargeObjects.name, verdict: .pass, observed: counts.joined(separator: "; "), expected: "none (reported)",
                          advice: "physical replication copies them; the logical way back after cutover does not carry large objects written on the cluster: a rollback after cutover reports them")
         }
         if !counts.isEmpty {
-            return .warn("source.large_objects", observed: counts.joined(separator: "; "), expected: "none (reported)",
+            return .warn(.sourceLargeObjects, observed: counts.joined(separator: "; "), expected: "none (reported)",
                          advice: "logical replication does not copy large objects (pg_largeobject): copy them separately before cutover (pg_dump --large-objects --data-only … | pg_restore on the leader), or move them into bytea columns")
         }
-        return .pass("source.large_objects", observed: "none in " + databases.map(\.name).joined(separator: ", "), expected: "none (reported)")
+        return .pass(.sourceLargeObjects, observed: "none in " + databases.map(\.name).joined(separator: ", "), expected: "none (reported)")
     }
 
     /// One check over a set of logins: PASS when every one was accepted.
@@ -376,17 +371,17 @@ public enum PrerequisitesEvaluation {
         let expected = "all \(c.restHosts.count) configured REST hosts answer /cluster and /patroni"
         let failing = c.restHosts.filter { !$0.answered }
         if failing.isEmpty {
-            return .pass("cluster.rest_hosts", observed: "\(c.restHosts.count) of \(c.restHosts.count) answer: " + c.restHosts.map { hostLabel($0.endpoint, names: names) }.joined(separator: ", "), expected: expected)
+            return .pass(.clusterRestHosts, observed: "\(c.restHosts.count) of \(c.restHosts.count) answer: " + c.restHosts.map { hostLabel($0.endpoint, names: names) }.joined(separator: ", "), expected: expected)
         }
         let details = failing.map { host in "\(hostLabel(host.endpoint, names: names)): \(host.clusterError ?? host.statusError ?? "?")" }
         for host in failing {
             let server = host.endpoint.split(separator: "://", maxSplits: 1).last.map(String.init) ?? host.endpoint
             if let advice = certificateAdvice(host.clusterError ?? host.statusError, server: server, side: "target", rest: true, limits: limits) {
-                return .fail("cluster.rest_hosts", observed: "\(c.restHosts.count - failing.count) of \(c.restHosts.count) answer; " + details.joined(separator: "; "), expected: expected,
+                return .fail(.clusterRestHosts, observed: "\(c.restHosts.count - failing.count) of \(c.restHosts.count) answer; " + details.joined(separator: "; "), expected: expected,
                              advice: advice + ", then `pgha resume`")
             }
         }
-        return .fail("cluster.rest_hosts", observed: "\(c.restHosts.count - failing.count) of \(c.restHosts.count) answer; " + details.joined(separator: "; "), expected: expected,
+        return .fail(.clusterRestHosts, observed: "\(c.restHosts.count - failing.count) of \(c.restHosts.count) answer; " + details.joined(separator: "; "), expected: expected,
                      advice: "check Patroni on each host named (`curl -s http://HOST:PORT/patroni`, its log); if it is stopped, \(patroniStartAdvice); then `pgha resume`")
     }
 
@@ -419,7 +414,7 @@ public enum PrerequisitesEvaluation {
     static func membersCheck(_ c: ClusterObservation, names: [String: String], limits: PrerequisiteLimits) -> CheckResult {
         let expected = "≥ \(limits.minMembers) members running"
         guard !c.members.isEmpty else {
-            return .fail("cluster.members", observed: noClusterAnswer(c), expected: expected,
+            return .fail(.clusterMembers, observed: noClusterAnswer(c), expected: expected,
                          advice: "check that Patroni runs on the members and that target.api_hosts is right (`curl -s http://HOST:PORT/cluster`); then `pgha resume`")
         }
         let running = c.members.filter(isUp)
@@ -431,14 +426,14 @@ public enum PrerequisitesEvaluation {
         let culprits = notRunning.map(\.name) + absent
         if running.count < limits.minMembers {
             let who = culprits.isEmpty ? "more members" : culprits.joined(separator: ", ")
-            return .fail("cluster.members", observed: observed, expected: expected,
+            return .fail(.clusterMembers, observed: observed, expected: expected,
                          advice: "bring \(who) back: \(patroniStartAdvice); then `pgha resume`")
         }
         if !culprits.isEmpty {
-            return .warn("cluster.members", observed: observed, expected: expected,
+            return .warn(.clusterMembers, observed: observed, expected: expected,
                          advice: "\(culprits.joined(separator: ", ")) \(culprits.count == 1 ? "is" : "are") not running: the cluster has less redundancy than it should")
         }
-        return .pass("cluster.members", observed: observed, expected: expected)
+        return .pass(.clusterMembers, observed: observed, expected: expected)
     }
 
     static func leaderCheck(_ c: ClusterObservation) -> CheckResult {
@@ -448,36 +443,36 @@ public enum PrerequisitesEvaluation {
             claimed.append(name)
         }
         if claimed.count > 1 {
-            return .fail("cluster.leader", observed: "\(claimed.count) members claim the leader role: \(claimed.joined(separator: ", "))", expected: expected,
+            return .fail(.clusterLeader, observed: "\(claimed.count) members claim the leader role: \(claimed.joined(separator: ", "))", expected: expected,
                          advice: "split brain or a DCS problem: stop here, check etcd and every member (`patronictl list`, the Patroni logs) until one leader remains; then `pgha resume`")
         }
         guard let name = claimed.first else {
             let observed = c.members.isEmpty ? noClusterAnswer(c) : "no leader among " + c.members.map(describe).joined(separator: ", ")
-            return .fail("cluster.leader", observed: observed, expected: expected,
+            return .fail(.clusterLeader, observed: observed, expected: expected,
                          advice: "the cluster has no leader (a failover in progress, or the DCS is down): check `patronictl list` and etcd, wait for a leader, then `pgha resume`")
         }
         let silent = c.restHosts.filter { $0.clusterError == nil && $0.leaders.isEmpty }.map(\.endpoint)
         guard let leader = c.members.first(where: { $0.name == name }) else {
-            return .fail("cluster.leader", observed: "\(name) is named leader but is not in the /cluster answer used", expected: expected,
+            return .fail(.clusterLeader, observed: "\(name) is named leader but is not in the /cluster answer used", expected: expected,
                          advice: "the members disagree about the cluster: check `patronictl list` on each, then `pgha resume`")
         }
         switch leader.server {
         case .observed(let server)?:
             if server.inRecovery {
-                return .fail("cluster.leader", observed: "\(name) (\(leader.address)) is named leader but its PostgreSQL is still in recovery", expected: expected,
+                return .fail(.clusterLeader, observed: "\(name) (\(leader.address)) is named leader but its PostgreSQL is still in recovery", expected: expected,
                              advice: "a failover or switchover is in progress: wait a few seconds and `pgha resume`")
             }
             let observed = "\(name) (\(leader.address)), confirmed not in recovery"
             if !silent.isEmpty {
-                return .warn("cluster.leader", observed: observed + "; but /cluster from \(silent.joined(separator: ", ")) names no leader", expected: expected,
+                return .warn(.clusterLeader, observed: observed + "; but /cluster from \(silent.joined(separator: ", ")) names no leader", expected: expected,
                              advice: "those members see a different cluster state: check their connection to the DCS")
             }
-            return .pass("cluster.leader", observed: observed, expected: expected)
+            return .pass(.clusterLeader, observed: observed, expected: expected)
         case .failed(let why)?:
-            return .fail("cluster.leader", observed: "\(name) (\(leader.address)) is named leader but cannot be reached: \(why)", expected: expected,
+            return .fail(.clusterLeader, observed: "\(name) (\(leader.address)) is named leader but cannot be reached: \(why)", expected: expected,
                          advice: "check the leader's PostgreSQL and pg_hba.conf (see credentials.\(name)), then `pgha resume`")
         case nil:
-            return .fail("cluster.leader", observed: "\(name) has no PostgreSQL address in /cluster", expected: expected,
+            return .fail(.clusterLeader, observed: "\(name) has no PostgreSQL address in /cluster", expected: expected,
                          advice: "check postgresql.connect_address in \(name)'s patroni.yml")
         }
     }
@@ -486,7 +481,7 @@ public enum PrerequisitesEvaluation {
         let wanted = max(0, limits.minMembers - 1)
         let expected = "every replica streaming, ≥ \(wanted)"
         guard !c.members.isEmpty else {
-            return .fail("cluster.replicas_streaming", observed: noClusterAnswer(c), expected: expected,
+            return .fail(.clusterReplicasStreaming, observed: noClusterAnswer(c), expected: expected,
                          advice: "check that Patroni runs on the members (`curl -s http://HOST:PORT/cluster`); then `pgha resume`")
         }
         let others = c.members.filter { !$0.isLeader }
@@ -499,29 +494,29 @@ public enum PrerequisitesEvaluation {
         let culprits = notStreaming.map(\.name) + absent
         if !culprits.isEmpty || streaming.count < wanted {
             let who = culprits.isEmpty ? "more replicas" : culprits.joined(separator: ", ")
-            return .fail("cluster.replicas_streaming", observed: observed, expected: expected,
+            return .fail(.clusterReplicasStreaming, observed: observed, expected: expected,
                          advice: "\(who) must stream from the leader: \(patroniStartAdvice); a member that streams no more may need `patronictl reinit`; then `pgha resume`")
         }
-        return .pass("cluster.replicas_streaming", observed: observed, expected: expected)
+        return .pass(.clusterReplicasStreaming, observed: observed, expected: expected)
     }
 
     static func replicaLagCheck(_ c: ClusterObservation, limits: PrerequisiteLimits) -> CheckResult {
         let expected = "≤ \(formatBytes(limits.maxLagBytes)) on every streaming replica"
         let streaming = c.members.filter { !$0.isLeader && $0.state == "streaming" && $0.postgresAnswers }
         guard !streaming.isEmpty else {
-            return .warn("cluster.replica_lag", observed: "no streaming replica to measure", expected: expected, advice: "see cluster.replicas_streaming")
+            return .warn(.clusterReplicaLag, observed: "no streaming replica to measure", expected: expected, advice: "see cluster.replicas_streaming")
         }
         let parts = streaming.map { m in "\(m.name) \(m.lagBytes.map(formatBytes) ?? "unknown")" }
         let over = streaming.filter { ($0.lagBytes ?? 0) > limits.maxLagBytes }
         if !over.isEmpty {
-            return .fail("cluster.replica_lag", observed: parts.joined(separator: ", "), expected: expected,
+            return .fail(.clusterReplicaLag, observed: parts.joined(separator: ", "), expected: expected,
                          advice: "\(over.map(\.name).joined(separator: ", ")) \(over.count == 1 ? "is" : "are") too far behind the leader: check its disk, network and load (`patronictl list` shows the lag), wait for it to catch up, then `pgha resume`")
         }
         if streaming.contains(where: { $0.lagBytes == nil }) {
-            return .warn("cluster.replica_lag", observed: parts.joined(separator: ", "), expected: expected,
+            return .warn(.clusterReplicaLag, observed: parts.joined(separator: ", "), expected: expected,
                          advice: "Patroni reports an unknown lag: check the replica with `patronictl list`")
         }
-        return .pass("cluster.replica_lag", observed: parts.joined(separator: ", "), expected: expected)
+        return .pass(.clusterReplicaLag, observed: parts.joined(separator: ", "), expected: expected)
     }
 
     static func versionCheck(_ c: ClusterObservation, names: [String: String], sourceVersionNum: Int?, limits: PrerequisiteLimits) -> CheckResult {
@@ -529,7 +524,7 @@ public enum PrerequisitesEvaluation {
         let floor = max(limits.minServerVersion, sourceMajor ?? 0)
         let expected = "major ≥ \(floor) on every member (thresholds.min_server_version \(limits.minServerVersion)" + (sourceMajor.map { ", the single node's \($0)" } ?? "") + ")"
         guard !c.members.isEmpty else {
-            return .fail("cluster.version", observed: noClusterAnswer(c), expected: expected, advice: "see cluster.members")
+            return .fail(.clusterVersion, observed: noClusterAnswer(c), expected: expected, advice: "see cluster.members")
         }
         var statusVersion: [String: Int] = [:]
         for host in c.restHosts { if let name = host.status?.name, let v = host.status?.serverVersion { statusVersion[name] = v } }
@@ -548,14 +543,14 @@ public enum PrerequisitesEvaluation {
         var observed = parts.joined(separator: ", ")
         if let sourceVersionNum { observed += "; single node \(versionText(sourceVersionNum))" }
         if !old.isEmpty {
-            return .fail("cluster.version", observed: observed, expected: expected,
+            return .fail(.clusterVersion, observed: observed, expected: expected,
                          advice: "\(old.joined(separator: ", ")) run\(old.count == 1 ? "s" : "") an older major version than the single node or the threshold: the cluster must run the same or a newer PostgreSQL major version; upgrade it before migrating")
         }
         if !unknown.isEmpty {
-            return .warn("cluster.version", observed: observed, expected: expected,
+            return .warn(.clusterVersion, observed: observed, expected: expected,
                          advice: "the version of \(unknown.joined(separator: ", ")) could not be read (see the checks above)")
         }
-        return .pass("cluster.version", observed: observed, expected: expected)
+        return .pass(.clusterVersion, observed: observed, expected: expected)
     }
 
     static func dcsCheck(_ c: ClusterObservation, names: [String: String], observedAt: Date, limits: PrerequisiteLimits) -> CheckResult {
@@ -563,7 +558,7 @@ public enum PrerequisitesEvaluation {
         let expected = "every member reached the DCS within \(staleAfter) s (ttl); leader lock held; not paused; failsafe inactive"
         let answering = c.restHosts.compactMap { host in host.status.map { (hostLabel(host.endpoint, names: names), $0) } }
         guard !answering.isEmpty else {
-            return .fail("cluster.dcs", observed: "no member answered /patroni", expected: expected, advice: "see cluster.rest_hosts")
+            return .fail(.clusterDcs, observed: "no member answered /patroni", expected: expected, advice: "see cluster.rest_hosts")
         }
         var problems: [String] = []
         var warnings: [String] = []
@@ -583,25 +578,25 @@ public enum PrerequisitesEvaluation {
         let summary = "\(answering.count) member\(answering.count == 1 ? "" : "s") answered; DCS last seen " + (ages.max().map { "≤ \($0) s ago" } ?? "unknown")
         if !problems.isEmpty {
             let paused = problems.contains { $0.contains("(pause)") }
-            return .fail("cluster.dcs", observed: problems.joined(separator: "; "), expected: expected,
+            return .fail(.clusterDcs, observed: problems.joined(separator: "; "), expected: expected,
                          advice: paused
                             ? "maintenance mode stops Patroni from failing over: end it with `patronictl resume` once the maintenance is over; then `pgha resume`"
                             : "check etcd (`etcdctl endpoint health`) and each named member's connection to it (its Patroni log); then `pgha resume`")
         }
         if !warnings.isEmpty {
-            return .warn("cluster.dcs", observed: summary + "; " + warnings.joined(separator: "; "), expected: expected,
+            return .warn(.clusterDcs, observed: summary + "; " + warnings.joined(separator: "; "), expected: expected,
                          advice: "an older Patroni does not report dcs_last_seen: check etcd with `etcdctl endpoint health`")
         }
-        return .pass("cluster.dcs", observed: summary + "; leader lock held, not paused", expected: expected)
+        return .pass(.clusterDcs, observed: summary + "; leader lock held, not paused", expected: expected)
     }
 
     static func poolCheck(_ c: ClusterObservation) -> CheckResult {
         let expected = "the application's HA pool starts and confirms a writable leader"
         switch c.pool {
         case .observed(let summary):
-            return .pass("cluster.pool", observed: summary, expected: expected)
+            return .pass(.clusterPool, observed: summary, expected: expected)
         case .failed(let why):
-            return .fail("cluster.pool", observed: why, expected: expected,
+            return .fail(.clusterPool, observed: why, expected: expected,
                          advice: "the HA pool the application will use cannot start: check the target.* settings and credentials, and `pgha health` with the Patroni .env; then `pgha resume`")
         }
     }

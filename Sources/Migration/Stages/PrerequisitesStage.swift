@@ -27,30 +27,51 @@ public struct PrerequisitesStage: CheckOnlyStage {
 
     func checks(_ context: StageContext) -> [String] {
         let p = context.playbook
+        let method = p.sync.method
+        var lines = PrerequisiteCheck.checks(for: method).map { "\($0.name): " + Self.describe($0, context) }
+        if method == .logical {
+            let memberLogins = [p.target.user] + (p.target.adminUser.map { [$0] } ?? [])
+            lines.append("credentials.<member>: " + memberLogins.joined(separator: " and ") + " log in on every member, connected directly")
+        }
+        return lines
+    }
+
+    /// What `check` verifies, with the playbook's values (the plan's list).
+    static func describe(_ check: PrerequisiteCheck, _ context: StageContext) -> String {
+        let p = context.playbook
         let t = p.thresholds
         let limits = PrerequisiteLimits(playbook: p)
-        let source = Playbook.HostPort(host: p.source.host, port: p.source.port)
         let connections = StageConnections(context)
-        let sourceLogins = connections.sourceApplicationLogins + connections.sourceDatabases.compactMap(connections.sourceAdminLogin)
-        let memberLogins = [p.target.user] + (p.target.adminUser.map { [$0] } ?? [])
-        return [
-            "source.reachable, source.version: the single node \(source) answers; PostgreSQL ≥ \(t.minServerVersion)",
-            "credentials.source: " + sourceLogins.map { "\($0.user)@\($0.database)" }.joined(separator: ", ") + " log in",
-            "source.wal_level: logical (changing it needs a restart of the single node)",
-            "source.replication_slots, source.wal_senders: ≥ \(limits.slotsNeeded) free (one per source database); WARN below \(limits.slotsNeeded + limits.slotsMargin)",
-            "source.primary_keys: every table in " + connections.sourceDatabases.joined(separator: ", ") + " has a primary key or a replica identity",
-            "source.long_transactions: no transaction open longer than \(Int(t.maxTransactionAgeSeconds.rounded())) s (thresholds.max_transaction_age)",
-            "source.large_objects: reported (logical replication does not copy them)",
-            "cluster.rest_hosts: each of " + p.target.apiHosts.map(\.description).joined(separator: ", ") + " answers /cluster and /patroni",
-            "cluster.members: ≥ \(t.minMembers) members running (thresholds.min_members)",
-            "cluster.leader: exactly one leader, confirmed not in recovery over a direct connection",
-            "cluster.replicas_streaming: every replica streaming (≥ \(max(0, t.minMembers - 1)))",
-            "cluster.replica_lag: ≤ \(formatBytes(t.maxLagBytes)) behind the leader (thresholds.max_lag_bytes)",
-            "cluster.version: every member's major version ≥ the single node's and ≥ \(t.minServerVersion)",
-            "cluster.dcs: every member reached the DCS within Patroni's ttl; leader lock held; not paused; failsafe inactive",
-            "cluster.pool: the application's HA pool starts against the cluster and confirms a writable leader",
-            "credentials.<member>: " + memberLogins.joined(separator: " and ") + " log in on every member, connected directly",
-        ]
+        let physical = p.sync.method == .physical
+        // The physical method's cluster is started by sync: its checks wait until it exists.
+        let once = physical ? "once the cluster exists (skipped before: sync starts it), " : ""
+        switch check {
+        case .sourceReachable: return "the single node \(Playbook.HostPort(host: p.source.host, port: p.source.port)) answers"
+        case .sourceVersion: return "PostgreSQL ≥ \(t.minServerVersion) on the single node"
+        case .credentialsSource:
+            let logins = connections.sourceApplicationLogins + connections.sourceDatabases.compactMap(connections.sourceAdminLogin)
+            return logins.map { "\($0.user)@\($0.database)" }.joined(separator: ", ") + " log in"
+        case .sourceWalLevel: return "logical (changing it needs a restart of the single node)"
+        case .sourceReplicationSlots, .sourceWalSenders:
+            return "≥ \(limits.slotsNeeded) free (\(physical ? "the standby cluster's slot" : "one per source database")); WARN below \(limits.slotsNeeded + limits.slotsMargin)"
+        case .sourcePrimaryKeys: return "every table in " + connections.sourceDatabases.joined(separator: ", ") + " has a primary key or a replica identity"
+        case .sourceLongTransactions: return "no transaction open longer than \(Int(t.maxTransactionAgeSeconds.rounded())) s (thresholds.max_transaction_age)"
+        case .sourceLargeObjects: return physical ? "reported (the physical method carries them; the way back does not)" : "reported (logical replication does not copy them)"
+        case .sourceReplicationRole: return "role \(p.target.replicationUser) exists on the single node with LOGIN and REPLICATION (the standby cluster streams as it)"
+        case .sourceHbaReplication:
+            return "pg_hba.conf on the single node lets \(p.target.replicationUser) connect for replication from every member (" + p.target.members.map(\.host).joined(separator: ", ") + ")"
+        case .sourceConfigFile: return "the single node's data directory holds a postgresql.conf (pg_basebackup copies it to the members)"
+        case .sourceSlot: return "slot \(p.sync.slot) does not exist yet (sync creates it) or is an unused physical slot"
+        case .clusterRestHosts: return once + "each of " + p.target.apiHosts.map(\.description).joined(separator: ", ") + " answers /cluster and /patroni"
+        case .clusterMembers: return once + "≥ \(t.minMembers) members running (thresholds.min_members)"
+        case .clusterStandby: return once + "a standby cluster of the single node: no writable leader"
+        case .clusterLeader: return "exactly one leader, confirmed not in recovery over a direct connection"
+        case .clusterReplicasStreaming: return "every replica streaming (≥ \(max(0, t.minMembers - 1)))"
+        case .clusterReplicaLag: return "≤ \(formatBytes(t.maxLagBytes)) behind the leader (thresholds.max_lag_bytes)"
+        case .clusterVersion: return once + "every member's major version ≥ the single node's and ≥ \(t.minServerVersion)"
+        case .clusterDcs: return "every member reached the DCS within Patroni's ttl; leader lock held; not paused; failsafe inactive"
+        case .clusterPool: return "the application's HA pool starts against the cluster and confirms a writable leader"
+        }
     }
 
     func observedAt(_ observations: PrerequisiteObservations) -> Date { observations.observedAt }
