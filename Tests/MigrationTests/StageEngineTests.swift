@@ -360,3 +360,31 @@ struct StageEngineTests {
         }
     }
 }
+
+@Suite("Stage engine: the forecast pgha plan shows")
+struct StageEngineForecastTests {
+    let plan: [StagePlanEntry] = [
+        .init(stage: .prerequisites, isAvailable: true, makesChanges: false),
+        .init(stage: .extensions, isAvailable: true, makesChanges: false),
+        .init(stage: .config, isAvailable: true, makesChanges: true),
+        .init(stage: .sync, isAvailable: false, makesChanges: true),
+        .init(stage: .shadow, isAvailable: true, makesChanges: false),
+    ]
+
+    @Test("a fresh run runs the built stages and stops before the first unbuilt one")
+    func fresh() {
+        let f = StageEngine.forecast(plan: plan)
+        #expect(f.wouldRun == [.prerequisites, .extensions, .config] && f.stopsBefore == .sync)
+    }
+
+    @Test("stages already done are not run again; --until ends the forecast")
+    func doneAndUntil() {
+        let done = [EngineStageRecord(stage: .prerequisites, status: .passed, attempts: 1), EngineStageRecord(stage: .extensions, status: .passed, attempts: 1)]
+        #expect(StageEngine.forecast(plan: plan, records: done) == .init(wouldRun: [.config], stopsBefore: .sync))
+        #expect(StageEngine.forecast(plan: plan, until: .extensions) == .init(wouldRun: [.prerequisites, .extensions], stopsBefore: nil))
+        let built = plan.map { StagePlanEntry(stage: $0.stage, isAvailable: true, makesChanges: $0.makesChanges) }
+        #expect(StageEngine.forecast(plan: built) == .init(wouldRun: plan.map(\.stage), stopsBefore: nil))
+        let all = plan.map { EngineStageRecord(stage: $0.stage, status: .passed, attempts: 1) }
+        #expect(StageEngine.forecast(plan: built, records: all) == .init(wouldRun: [], stopsBefore: nil))
+    }
+}

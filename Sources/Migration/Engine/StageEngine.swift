@@ -328,6 +328,41 @@ public struct StageEngine: Hashable, Sendable {
         }
     }
 
+    // MARK: - Forecast
+
+    /// What a forward run would do if every stage passed: the stages it would run, in order, and
+    /// the unbuilt stage it would stop before. Found by driving this very engine (every
+    /// confirmation answered "proceed", every run and gate passing), so `pgha plan` can never
+    /// disagree with `pgha run` about it.
+    public struct Forecast: Hashable, Sendable {
+        public var wouldRun: [MigrationStage] = []
+        public var stopsBefore: MigrationStage?
+    }
+
+    public static func forecast(plan: [StagePlanEntry], records: [EngineStageRecord] = [], until: MigrationStage? = nil) -> Forecast {
+        var engine = StageEngine(plan: plan, records: records, until: until)
+        var forecast = Forecast()
+        var action = engine.event(.start)
+        // Each stage takes three events; anything longer is a bug, not a plan.
+        for _ in 0...(plan.count * 3 + 1) {
+            switch action {
+            case .confirm:
+                action = engine.event(.userDecision(.proceed))
+            case .runStage(let stage, _):
+                forecast.wouldRun.append(stage)
+                action = engine.event(.stageRunSucceeded(stage))
+            case .evaluateGate(let stage):
+                action = engine.event(.gateEvaluated(stage, []))
+            case .finish(.stoppedBeforeUnbuiltStage(let stage)):
+                forecast.stopsBefore = stage
+                return forecast
+            case .finish, .decide, .undoStage, .invalidEvent:
+                return forecast
+            }
+        }
+        return forecast
+    }
+
     // MARK: - Transitions
 
     private mutating func run(_ index: Int) -> EngineAction {

@@ -38,7 +38,8 @@ struct PlanCommand: AsyncParsableCommand {
             decider: NonInteractiveDecider(onFailure: session.playbook.playbook.onFailure), observer: SilentObserver(),
             cancellation: CancellationFlag(), allowPlaybookChange: false)
         let plans = await runner.plan()
-        let forecast = Forecast(plans: plans, state: state)
+        // The engine itself says what a run would do (every stage passing).
+        let forecast = StageEngine.forecast(plan: runner.planEntries, records: state?.engineRecords ?? [])
 
         if output.json {
             out.jsonLine(PlanDocument(
@@ -73,23 +74,6 @@ struct PlanCommand: AsyncParsableCommand {
             out.line("It would stop before '\(stop)': not built yet in this version of pgha (exit 5).")
         }
         out.line("Nothing was changed.")
-    }
-
-    /// Which stages a forward run would run, and before which unbuilt stage it would stop.
-    struct Forecast {
-        var wouldRun: [MigrationStage] = []
-        var stopsBefore: MigrationStage?
-
-        init(plans: [StagePlan], state: MigrationState?) {
-            for plan in plans {
-                if state?.stage(plan.stage).status.isDone == true { continue }
-                guard plan.isAvailable else {
-                    stopsBefore = plan.stage
-                    return
-                }
-                wouldRun.append(plan.stage)
-            }
-        }
     }
 
     struct PlanDocument: Encodable {
