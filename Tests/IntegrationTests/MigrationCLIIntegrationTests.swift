@@ -20,6 +20,18 @@ import Glibc
 struct MigrationCLIIntegrationTests {
     // MARK: - plan, run, status
 
+    @Test("sandbox status in a directory without a sandbox says so (exit 2) instead of reporting another sandbox's servers")
+    func sandboxStatusWithoutSandbox() throws {
+        let cli = try CLIHarness.make()
+        let work = try Workspace(cli)
+        defer { work.remove() }
+        let status = cli.run(["sandbox", "status", "--base-dir", work.path + "/none", "--json"], in: work, timeout: 30)
+        #expect(status.exitCode == 2, "\(status)")
+        #expect(status.stderr.contains("no sandbox in \(work.path)/none (no sandbox.json there)"), "\(status)")
+        #expect(status.stderr.contains("next: pgha sandbox up --base-dir \(work.path)/none") && status.stdout.isEmpty, "\(status)")
+        #expect(!FileManager.default.fileExists(atPath: work.path + "/none"), "status created nothing")
+    }
+
     @Test("plan validates, shows every stage and changes nothing")
     func planChangesNothing() throws {
         let cli = try CLIHarness.make()

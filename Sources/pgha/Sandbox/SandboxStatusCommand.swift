@@ -22,8 +22,16 @@ extension SandboxCommand {
         func run() async throws {
             let status: SandboxStatus
             do {
-                let (configuration, _) = try await location.configuration()
+                let (configuration, stored) = try await location.configuration()
+                // Without sandbox.json there is no sandbox here: the default addresses may belong
+                // to another sandbox, whose servers must not be reported as this one's.
+                guard stored else {
+                    throw CLIFailure(exitCode: 2, message: "no sandbox in \(configuration.baseDir) (no sandbox.json there)",
+                                     next: "pgha sandbox up --base-dir \(configuration.baseDir)").report()
+                }
                 status = await SandboxController(configuration: configuration).status()
+            } catch let exit as ExitCode {
+                throw exit
             } catch {
                 throw failure(error)
             }
