@@ -1,4 +1,4 @@
-public import HTTPClient
+package import HTTPClient
 
 /// Why a Patroni REST call gave no usable answer.
 ///
@@ -12,7 +12,7 @@ public struct PatroniError: Error, Sendable, CustomStringConvertible {
         public var description: String { rawValue }
 
         /// The HTTP exchange failed (refused, timeout, TLS, body too large, cut short…);
-        /// ``PatroniError/httpError`` holds the ``HTTPError``.
+        /// the message says what (inside this package, `httpError` holds the HTTP layer's error).
         public static let transport = Code("transport")
         /// Patroni answered a read with an unexpected status (e.g. 401, 404, 500);
         /// ``PatroniError/status`` holds it.
@@ -50,8 +50,9 @@ public struct PatroniError: Error, Sendable, CustomStringConvertible {
     public var field: String?
     /// Member names involved, for ``Code/inconsistentTopology``.
     public var members: [String]
-    /// The transport failure, for ``Code/transport``.
-    public var httpError: HTTPError?
+    /// The transport failure, for ``Code/transport``: visible inside this package only, so that
+    /// Patroni's public API carries no type of the HTTP layer (its `message` says what happened).
+    package var httpError: HTTPError?
     /// Why each endpoint failed, for ``Code/allEndpointsFailed``.
     public var failures: [PatroniEndpoint: PatroniError]
     /// A human-readable explanation, free of credentials.
@@ -59,8 +60,15 @@ public struct PatroniError: Error, Sendable, CustomStringConvertible {
 
     public init(
         code: Code, endpoint: PatroniEndpoint? = nil, path: String? = nil, status: Int? = nil, field: String? = nil,
-        members: [String] = [], httpError: HTTPError? = nil, failures: [PatroniEndpoint: PatroniError] = [:],
-        message: String
+        members: [String] = [], failures: [PatroniEndpoint: PatroniError] = [:], message: String
+    ) {
+        self.init(code: code, endpoint: endpoint, path: path, status: status, field: field, members: members, httpError: nil,
+                  failures: failures, message: message)
+    }
+
+    package init(
+        code: Code, endpoint: PatroniEndpoint?, path: String?, status: Int?, field: String?,
+        members: [String], httpError: HTTPError?, failures: [PatroniEndpoint: PatroniError], message: String
     ) {
         self.code = code
         self.endpoint = endpoint
@@ -74,11 +82,11 @@ public struct PatroniError: Error, Sendable, CustomStringConvertible {
     }
 
     /// Wraps a transport failure (``HTTPError/Code/cancelled`` becomes ``Code/cancelled``).
-    public init(_ httpError: HTTPError, endpoint: PatroniEndpoint?, path: String?) {
+    package init(_ httpError: HTTPError, endpoint: PatroniEndpoint?, path: String?) {
         let code: Code = httpError.code == .cancelled ? .cancelled : .transport
         self.init(
-            code: code, endpoint: endpoint, path: path, status: httpError.status, httpError: httpError,
-            message: "\(httpError.code): \(httpError.message)")
+            code: code, endpoint: endpoint, path: path, status: httpError.status, field: nil, members: [], httpError: httpError,
+            failures: [:], message: "\(httpError.code): \(httpError.message)")
     }
 
     public var description: String {
