@@ -65,6 +65,9 @@ enum SandboxRendering {
         return applicationRoleAndDatabasesSQL(configuration, passwords, superuserPassword: passwords.superuser) + [
             "SELECT 'CREATE ROLE \(SQLQuoting.quotedIdentifier(replication)) LOGIN REPLICATION' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = \(SQLQuoting.literal(replication))) \\gexec",
             "ALTER ROLE \(SQLQuoting.quotedIdentifier(replication)) LOGIN REPLICATION PASSWORD \(SQLQuoting.literal(passwords.replication));",
+            // The logical method's subscriptions log in as it too (playbooks/sandbox-logical.yml's
+            // sync.publisher): the initial copy reads every table.
+            "GRANT pg_read_all_data TO \(SQLQuoting.quotedIdentifier(replication));",
         ].joined(separator: "\n") + "\n"
     }
 

@@ -42,7 +42,7 @@ struct MigrationCLIIntegrationTests {
         let plan = cli.run(["plan", "sandbox.yml", "--state-dir", work.stateDir], in: work)
         #expect(plan.exitCode == 0, "\(plan)")
         #expect(plan.stdout.contains("`pgha run` would run: prerequisites, extensions, config."), "\(plan)")
-        #expect(plan.stdout.contains("It would stop before 'sync': not built yet"), "\(plan)")
+        #expect(plan.stdout.contains("It would stop before 'sync': this version of pgha cannot run it for this playbook"), "\(plan)")
         #expect(plan.stdout.contains("NOT BUILT YET"), "\(plan)")
         #expect(plan.stdout.contains("new file") && plan.stdout.contains("app.single-node.env"), "the plan shows the diffs")
         #expect(plan.stdout.contains("Nothing was changed."))
@@ -66,8 +66,8 @@ struct MigrationCLIIntegrationTests {
 
         let run = cli.run(["run", "sandbox.yml", "--state-dir", work.stateDir], in: work)
         #expect(run.exitCode == 5, "\(run)")
-        #expect(run.stdout.contains("Stopped before stage 'sync': it is not built yet in this version of pgha."), "\(run)")
-        #expect(run.stdout.contains("Why: sync.method: logical is not built yet"), "\(run)")
+        #expect(run.stdout.contains("Stopped before stage 'sync': this version of pgha cannot run it for this playbook"), "\(run)")
+        #expect(run.stdout.contains("Why: sync.method: logical needs sync.publisher"), "\(run)")
         #expect(run.stdout.contains("gate prerequisites: PASS") || run.stdout.contains("gate prerequisites: WARN"), "\(run)")
         #expect(run.stdout.contains("gate config: PASS"), "\(run)")
 
@@ -791,7 +791,14 @@ struct Workspace {
             try FileManager.default.createDirectory(atPath: path + "/.pgha/sandbox-logical/out/" + blockedOutput, withIntermediateDirectories: true)
         }
         try FileManager.default.createDirectory(atPath: path + "/.pgha/sandbox-logical/out", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: CLIHarness.repository + "/playbooks/sandbox-logical.yml", toPath: path + "/sandbox.yml")
+        // Without sync.publisher: the logical sync cannot run, so a run stops before it (these
+        // tests are about the runner: locks, kill -9 at every state write, resume), and the
+        // independent cluster is only read.
+        let playbook = try String(contentsOfFile: CLIHarness.repository + "/playbooks/sandbox-logical.yml", encoding: .utf8)
+        guard let start = playbook.range(of: "  # The role the cluster's subscriptions"), let end = playbook.range(of: "  slot: pgha_sync\n") else {
+            throw CLIHarness.SetupError(description: "playbooks/sandbox-logical.yml has no sync.publisher block to remove")
+        }
+        try playbook.replacingCharacters(in: start.lowerBound..<end.lowerBound, with: "").write(toFile: path + "/sandbox.yml", atomically: true, encoding: .utf8)
         try Data("# the application's current settings\nAPP_SETTING=keep-me\n".utf8).write(to: URL(fileURLWithPath: outDir + "/app.env"))
         chmod(outDir + "/app.env", 0o644)
         try Data([0x23, 0x20, 0xFF, 0xFE, 0x00, 0x0A, 0x6C, 0x69, 0x73, 0x74, 0x65, 0x6E, 0x0A]).write(to: URL(fileURLWithPath: outDir + "/haproxy.cfg"))

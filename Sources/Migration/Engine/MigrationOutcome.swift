@@ -65,7 +65,7 @@ public enum MigrationOutcome: Hashable, Sendable, CustomStringConvertible {
         case .reachedUntil(let stage):
             return "Stopped after stage '\(stage)' as requested (--until). Continue with `pgha resume`."
         case .stoppedBeforeUnbuiltStage(let stage):
-            return "Stopped before stage '\(stage)': it is not built yet in this version of pgha. Everything before it is done and saved; nothing was faked."
+            return "Stopped before stage '\(stage)': this version of pgha cannot run it for this playbook (why: below). Everything before it is done and saved; nothing was faked."
         case .stoppedAfterFailure(let stage):
             return "Stage '\(stage)' failed and the run stopped. Fix the cause, then `pgha resume` (or `pgha rollback`)."
         case .declined(let stage):

@@ -244,7 +244,7 @@ public struct Playbook: Hashable, Sendable {
             /// it by physical streaming replication (same major version).
             case physical
             /// Publication on the single node, subscription on an independently initialised cluster
-            /// (not built yet).
+            /// (sync built; shadow and cutover not yet).
             case logical
         }
 
@@ -267,12 +267,24 @@ public struct Playbook: Hashable, Sendable {
         public var stopCluster: String?
         /// Longest a hook may run.
         public var hookTimeoutSeconds: Double
+        /// Logical method: the role the cluster's subscriptions log in to the single node as
+        /// (REPLICATION, and reading every table for the initial copy), and its password. The
+        /// password is written into the subscription's connection string on the cluster
+        /// (`pg_subscription`, readable by superusers only).
+        public var publisherUser: String?
+        public var publisherPassword: EnvironmentReference?
+        /// Logical method: the publication on the single node (one per database, same name).
+        public var publication: String
 
         public init(
             method: Method = .physical, slot: String = "pgha_standby", maxWALRetentionBytes: Int64 = 10 << 30,
             caughtUpLagBytes: Int64 = 1 << 20, clusterTimeoutSeconds: Double = 3600, stallTimeoutSeconds: Double = 600,
-            startCluster: String? = nil, stopCluster: String? = nil, hookTimeoutSeconds: Double = 600
+            startCluster: String? = nil, stopCluster: String? = nil, hookTimeoutSeconds: Double = 600,
+            publisherUser: String? = nil, publisherPassword: EnvironmentReference? = nil, publication: String = "pgha_sync"
         ) {
+            self.publisherUser = publisherUser
+            self.publisherPassword = publisherPassword
+            self.publication = publication
             self.method = method
             self.slot = slot
             self.maxWALRetentionBytes = maxWALRetentionBytes
@@ -509,6 +521,7 @@ public struct Playbook: Hashable, Sendable {
         if let r = target.adminPassword { refs.append(("target.admin_password", r)) }
         if let r = cutover.pgbouncer?.adminPassword { refs.append(("cutover.pgbouncer.admin_password", r)) }
         if let r = cutover.wayBackPassword { refs.append(("cutover.way_back.password", r)) }
+        if let r = sync.publisherPassword { refs.append(("sync.publisher.password", r)) }
         return refs
     }
 

@@ -39,8 +39,24 @@ extension PlaybookReader {
         guard let node else { return d }
         guard let m = mapping(node, path: "sync", allowed: [
             "method", "slot", "max_wal_retention", "caught_up_lag", "cluster_timeout", "stall_timeout",
-            "start_cluster", "stop_cluster", "hook_timeout",
+            "start_cluster", "stop_cluster", "hook_timeout", "publisher", "publication",
         ], required: []) else { return nil }
+        var publisherUser: String?
+        var publisherPassword: EnvironmentReference?
+        if let p = m["publisher"] {
+            guard let pm = mapping(p, path: "sync.publisher", allowed: ["user", "password"], required: ["user", "password"]),
+                  let user = string(pm, "user"), let password = credential(pm, "password") else { return nil }
+            publisherUser = user
+            publisherPassword = password
+        }
+        var publication = d.publication
+        if m["publication"] != nil {
+            guard let name = string(m, "publication"), Self.isSlotName(name) else {
+                issue(m["publication"], "sync.publication", "use lower-case letters, digits and _ (at most 63)")
+                return nil
+            }
+            publication = name
+        }
         let method = choice(m, "method", Playbook.Sync.Method.allCases.map(\.rawValue)).flatMap(Playbook.Sync.Method.init(rawValue:))
         var slot = d.slot
         if m["slot"] != nil {
@@ -62,7 +78,8 @@ extension PlaybookReader {
             clusterTimeoutSeconds: duration(m, "cluster_timeout") ?? d.clusterTimeoutSeconds,
             stallTimeoutSeconds: duration(m, "stall_timeout") ?? d.stallTimeoutSeconds,
             startCluster: start, stopCluster: stop,
-            hookTimeoutSeconds: duration(m, "hook_timeout") ?? d.hookTimeoutSeconds)
+            hookTimeoutSeconds: duration(m, "hook_timeout") ?? d.hookTimeoutSeconds,
+            publisherUser: publisherUser, publisherPassword: publisherPassword, publication: publication)
     }
 
     /// `target.patroni_dcs: {ttl, loop_wait, retry_timeout}`, held to what Patroni accepts.

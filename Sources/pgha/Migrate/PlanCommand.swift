@@ -71,7 +71,7 @@ struct PlanCommand: AsyncParsableCommand {
             out.line("`pgha run` would run: " + forecast.wouldRun.map(\.rawValue).joined(separator: ", ") + ".")
         }
         if let stop = forecast.stopsBefore {
-            out.line("It would stop before '\(stop)': not built yet in this version of pgha (exit 5).")
+            out.line("It would stop before '\(stop)': this version of pgha cannot run it for this playbook (exit 5; its plan above says why).")
         }
         out.line("Nothing was changed.")
     }

@@ -38,7 +38,9 @@ public struct SyncStage: MigrationStageExecutor {
         switch playbook.sync.method {
         case .physical: return nil
         case .logical:
-            return "sync.method: logical is not built yet in this version of pgha (the physical method is): a run stops before this stage."
+            return playbook.sync.publisherUser == nil
+                ? "sync.method: logical needs sync.publisher (user and password: the role the cluster's subscriptions log in to the single node as, with REPLICATION and read access to every table): a run stops before this stage."
+                : nil
         }
     }
 
@@ -56,6 +58,7 @@ public struct SyncStage: MigrationStageExecutor {
     public func plan(_ context: StageContext) async throws -> StagePlan {
         let p = context.playbook
         let s = p.sync
+        if s.method == .logical { return logicalPlan(context) }
         let limits = Self.limits(context)
         var changes = [
             "create the physical replication slot \(s.slot) on the single node \(limits.sourceAddress) (it holds WAL for the standby cluster from now on)",
@@ -86,9 +89,19 @@ public struct SyncStage: MigrationStageExecutor {
             warnings: warnings)
     }
 
+    /// The logical method's executor for this context.
+    func logical(_ context: StageContext, journal: StateJournal) -> LogicalSync {
+        LogicalSync(context: context, journal: journal, db: CutoverDatabases(connections: StageConnections(context)), pollInterval: pollInterval)
+    }
+
     public func run(_ context: StageContext) async throws {
         let journal = try context.requireJournal()
         let p = context.playbook
+        if p.sync.method == .logical {
+            let sync = logical(context, journal: journal)
+            defer { sync.db.close() }
+            return try await sync.run()
+        }
         let inspector = SyncInspector(connections: StageConnections(context), slot: p.sync.slot)
         defer { inspector.close() }
 
@@ -124,6 +137,11 @@ public struct SyncStage: MigrationStageExecutor {
     }
 
     public func gate(_ context: StageContext) async throws -> [CheckResult] {
+        if context.playbook.sync.method == .logical {
+            let sync = logical(context, journal: try context.requireJournal())
+            defer { sync.db.close() }
+            return await sync.gate().map { $0.redacted(by: context.redactor) }
+        }
         let inspector = SyncInspector(connections: StageConnections(context), slot: context.playbook.sync.slot)
         defer { inspector.close() }
         let started = ContinuousClock.now
@@ -146,6 +164,11 @@ public struct SyncStage: MigrationStageExecutor {
     public func undo(_ context: StageContext) async throws {
         let journal = try context.requireJournal()
         let p = context.playbook
+        if p.sync.method == .logical {
+            let sync = logical(context, journal: journal)
+            defer { sync.db.close() }
+            return try await sync.undo()
+        }
         let inspector = SyncInspector(connections: StageConnections(context), slot: p.sync.slot)
         defer { inspector.close() }
         let steps = journal.steps(of: stage).filter { $0.phase == .done || $0.phase == .intent }
@@ -248,5 +271,33 @@ public struct SyncStage: MigrationStageExecutor {
             }
             try await context.sleep(for: .milliseconds(500))
         }
+    }
+
+    func logicalPlan(_ context: StageContext) -> StagePlan {
+        let p = context.playbook
+        let s = p.sync
+        let databases = CutoverDatabases(connections: StageConnections(context)).databases
+        return StagePlan(
+            stage: stage, makesChanges: true,
+            summary: "Logical method: every database is copied into the cluster \(p.target.scope) by logical replication (publication on the single node, subscription on the cluster's leader), which then follows the single node. DDL, sequences and large objects do not flow: the schema is copied once, DDL during sync stops the stage.",
+            checks: [
+                "every table's initial copy (pg_subscription_rel), as a progress bar, then the subscriptions' lag on the single node",
+                "lag ≤ \(formatBytes(s.caughtUpLagBytes)) (sync.caught_up_lag); no copy or apply error on the cluster",
+                "the slots hold back ≤ \(formatBytes(s.maxWALRetentionBytes)) of WAL (sync.max_wal_retention), else the stage stops",
+                "no DDL on the single node since the schema was copied (its tables and columns are the cluster's), else the stage stops",
+                "the cluster's leader and timeline unchanged since the copy started: after an unplanned leader change rows may be missing silently, so the stage stops",
+                "no progress for \(Int(s.stallTimeoutSeconds)) s (sync.stall_timeout) stops the stage",
+            ],
+            changes: databases.flatMap { d in [
+                "CREATE DATABASE \(d.cluster) on the cluster's leader (it must not exist), and the single node's schema of \(d.source) restored in it (pg_dump --schema-only | psql, one transaction)",
+                "CREATE PUBLICATION \(s.publication) FOR ALL TABLES on the single node (\(d.source))",
+                "CREATE SUBSCRIPTION \(LogicalSync.subscriptionName(p, database: d.source)) on the cluster, logging in to the single node as \(s.publisherUser ?? "?") (sync.publisher), synchronous_commit = on",
+            ] },
+            undo: [
+                "drop the subscriptions on the cluster and their slots on the single node",
+                "drop publication \(s.publication) on the single node",
+                "drop the databases pgha created on the cluster (" + databases.map(\.cluster).joined(separator: ", ") + ")",
+            ],
+            warnings: ["the shadow and cutover stages of the logical method are not built yet: a run stops after sync"])
     }
 }
