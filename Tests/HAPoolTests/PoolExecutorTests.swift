@@ -213,6 +213,26 @@ import Testing
         #expect(clock.sleeperCount == 0, "nothing of the pool sleeps after run() returned")
     }
 
+    /// A start cancelled before it waits for the leader (SIGTERM during the prerequisites' pool
+    /// check) used to register its waiter after the cancellation handler had run: nobody resumed
+    /// it, `start()` never returned and pgha hung with every thread idle.
+    @Test func aStartCancelledBeforeItWaitsEndsInsteadOfWaitingForever() async throws {
+        let pool = executor(failoverTimeout: .seconds(5))  // the REST API never answers
+        let finished = Mutex(false)
+        let outcome = Mutex<HAError?>(nil)
+        let start = Task {
+            defer { finished.withLock { $0 = true } }
+            do throws(HAError) { try await pool.start() } catch { outcome.withLock { $0 = error } }
+        }
+        start.cancel()
+        await drive(step: .milliseconds(50), maxSteps: 2_000) { finished.withLock { $0 } }
+        let ended = finished.withLock { $0 }
+        await pool.close()  // releases a waiter left behind, so that this test ends either way
+        await start.value
+        #expect(ended, "start() returned on its own after the cancellation")
+        #expect(outcome.withLock { $0?.code } == .cancelled)
+    }
+
     @Test func cancellingRunClosesThePool() async throws {
         cluster.answer(topology(leader: n1, replicas: []))
         let pool = executor()

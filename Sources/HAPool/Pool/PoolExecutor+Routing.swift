@@ -65,13 +65,18 @@ extension PoolExecutor {
         if let ready { return ready }
         return await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                do { try await self.clock.sleep(until: deadline) } catch { return }
+                // At the deadline, or at once when cancelled: the wait ends either way (a waiter
+                // left registered would be resumed by nobody, and start() would never return).
+                try? await self.clock.sleep(until: deadline)
                 self.abandonLeaderWait(id)
             }
             let result = await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                    // Cancellation checked under the lock: a cancel that came before registration
+                    // (its handler found nothing to abandon) ends the wait here; one after it
+                    // finds the waiter.
                     let immediate: Bool? = route.withLock { r in
-                        if r.closed { return false }
+                        if r.closed || Task.isCancelled { return false }
                         if r.table.writer != nil { return true }
                         r.leaderWaiters[id] = continuation
                         return nil
