@@ -25,7 +25,7 @@ struct MigrationStagesIntegrationTests {
 
         let names = checks.map(\.name)
         for name in ["source.reachable", "source.version", "credentials.source", "source.wal_level", "source.replication_slots",
-                     "source.wal_senders", "source.primary_keys", "source.long_transactions", "source.large_objects",
+                     "source.wal_senders", "source.primary_keys", "source.long_transactions", "source.large_objects", "source.unlogged_tables",
                      "cluster.rest_hosts", "cluster.members", "cluster.leader", "cluster.replicas_streaming", "cluster.replica_lag",
                      "cluster.version", "cluster.dcs", "cluster.pool"] {
             #expect(names.contains(name), "missing check \(name)")

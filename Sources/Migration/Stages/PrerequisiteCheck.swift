@@ -14,6 +14,7 @@ public enum PrerequisiteCheck: String, CaseIterable, Sendable {
     case sourcePrimaryKeys = "source.primary_keys"
     case sourceLongTransactions = "source.long_transactions"
     case sourceLargeObjects = "source.large_objects"
+    case sourceUnloggedTables = "source.unlogged_tables"
     // The physical method's: what a standby cluster needs from the single node.
     case sourceReplicationRole = "source.replication_role"
     case sourceHbaReplication = "source.hba_replication"
@@ -35,7 +36,7 @@ public enum PrerequisiteCheck: String, CaseIterable, Sendable {
 
     static let sourceCommon: [PrerequisiteCheck] = [
         .sourceReachable, .sourceVersion, .credentialsSource, .sourceWalLevel, .sourceReplicationSlots, .sourceWalSenders,
-        .sourcePrimaryKeys, .sourceLongTransactions, .sourceLargeObjects,
+        .sourcePrimaryKeys, .sourceLongTransactions, .sourceLargeObjects, .sourceUnloggedTables,
     ]
     static let sourcePhysical: [PrerequisiteCheck] = [.sourceReplicationRole, .sourceHbaReplication, .sourceConfigFile, .sourceSlot]
     /// The physical method's cluster checks (skipped while the cluster does not exist yet).

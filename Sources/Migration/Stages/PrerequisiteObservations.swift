@@ -131,11 +131,15 @@ public struct SourceDatabaseObservation: Sendable, Hashable, Codable {
     public var tables: Probe<TableIdentities>
     /// `pg_largeobject_metadata` rows.
     public var largeObjects: Probe<Int>
+    /// `schema.table` of the unlogged tables (nil: not looked at). Their rows are not written to
+    /// WAL: neither a standby nor a subscription ever receives them.
+    public var unloggedTables: Probe<[String]>?
 
-    public init(name: String, tables: Probe<TableIdentities>, largeObjects: Probe<Int>) {
+    public init(name: String, tables: Probe<TableIdentities>, largeObjects: Probe<Int>, unloggedTables: Probe<[String]>? = nil) {
         self.name = name
         self.tables = tables
         self.largeObjects = largeObjects
+        self.unloggedTables = unloggedTables
     }
 }
 

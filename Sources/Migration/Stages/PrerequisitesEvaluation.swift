@@ -159,6 +159,7 @@ public enum PrerequisitesEvaluation {
         results.append(primaryKeysCheck(s.databases, method: limits.method))
         results.append(longTransactionsCheck(s.transactions, limits: limits))
         results.append(largeObjectsCheck(s.databases, method: limits.method))
+        results.append(unloggedTablesCheck(s.databases))
         return results
     }
 
@@ -241,6 +242,29 @@ public enum PrerequisitesEvaluation {
             }
             return .pass(.sourceLongTransactions, observed: oldest, expected: expected)
         }
+    }
+
+    /// Unlogged tables: their rows never reach the cluster, by either method (a standby has them
+    /// empty; publications leave them out), so the cluster would start without them.
+    static func unloggedTablesCheck(_ databases: [SourceDatabaseObservation]) -> CheckResult {
+        let expected = "none (their rows are not written to WAL: no replication carries them)"
+        var found: [String] = []
+        var failures: [String] = []
+        for database in databases {
+            switch database.unloggedTables {
+            case .observed(let tables)?: found += tables.map { "\(database.name): \($0)" }
+            case .failed(let why)?: failures.append("\(database.name): \(why)")
+            case nil: failures.append("\(database.name): not looked at")
+            }
+        }
+        if !found.isEmpty {
+            return .fail(.sourceUnloggedTables, observed: list(found, limit: 5), expected: expected,
+                         advice: "make them logged on the single node before sync (`ALTER TABLE … SET LOGGED`: it rewrites the table into WAL), or accept that the cluster starts with them empty; then `pgha resume`")
+        }
+        if !failures.isEmpty {
+            return .warn(.sourceUnloggedTables, observed: "could not look: " + failures.joined(separator: "; "), expected: expected, advice: "fix the source logins first, then `pgha resume`")
+        }
+        return .pass(.sourceUnloggedTables, observed: "none in " + databases.map(\.name).joined(separator: ", "), expected: expected)
     }
 
     static func largeObjectsCheck(_ databases: [SourceDatabaseObservation], method: Playbook.Sync.Method = .logical) -> CheckResult {

@@ -57,6 +57,7 @@ public struct PrerequisitesStage: CheckOnlyStage {
         case .sourcePrimaryKeys: return "every table in " + connections.sourceDatabases.joined(separator: ", ") + " has a primary key or a replica identity"
         case .sourceLongTransactions: return "no transaction open longer than \(Int(t.maxTransactionAgeSeconds.rounded())) s (thresholds.max_transaction_age)"
         case .sourceLargeObjects: return physical ? "reported (the physical method carries them; the way back does not)" : "reported (logical replication does not copy them)"
+        case .sourceUnloggedTables: return "none: an unlogged table's rows reach the cluster by neither method (ALTER TABLE … SET LOGGED first)"
         case .sourceReplicationRole: return "role \(p.target.replicationUser) exists on the single node with LOGIN and REPLICATION (the standby cluster streams as it)"
         case .sourceHbaReplication:
             return "pg_hba.conf on the single node lets \(p.target.replicationUser) connect for replication from every member (" + p.target.members.map(\.host).joined(separator: ", ") + ")"

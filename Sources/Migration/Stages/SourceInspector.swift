@@ -76,10 +76,11 @@ struct SourceInspector: Sendable {
         for database in connections.sourceDatabases {
             guard let connection = sessions.catalog[database] else {
                 let reason = "no login to database \(database) succeeded"
-                databases.append(SourceDatabaseObservation(name: database, tables: .failed(reason), largeObjects: .failed(reason)))
+                databases.append(SourceDatabaseObservation(name: database, tables: .failed(reason), largeObjects: .failed(reason), unloggedTables: .failed(reason)))
                 continue
             }
-            databases.append(SourceDatabaseObservation(name: database, tables: await tables(connection), largeObjects: await largeObjects(connection)))
+            databases.append(SourceDatabaseObservation(name: database, tables: await tables(connection), largeObjects: await largeObjects(connection),
+                                                       unloggedTables: await unloggedTables(connection)))
         }
         return SourceObservation(
             address: address, logins: sessions.logins, serverVersionNum: versionNum, serverVersion: version,
@@ -205,6 +206,20 @@ struct SourceInspector: Sendable {
         case "f", "i": return true
         case "d": return hasPrimaryKey
         default: return false
+        }
+    }
+
+    /// The unlogged tables (not an extension's).
+    func unloggedTables(_ connection: PGConnection) async -> Probe<[String]> {
+        let sql = """
+            SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'u'
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+            ORDER BY 1
+            """
+        switch await connections.query(connection, sql) {
+        case .failure(let f): return .failed(f.message)
+        case .success(let r): return .observed((0..<r.rowCount).compactMap { r.string($0, 0) })
         }
     }
 
