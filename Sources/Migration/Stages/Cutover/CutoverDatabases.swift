@@ -81,6 +81,19 @@ final class CutoverDatabases: Sendable {
         }
     }
 
+    /// Disables, detaches and drops subscription `name` on `connection`'s server, if it exists
+    /// (its slot on the publisher is left: that server may not answer). Returns whether it existed.
+    @discardableResult
+    func dropSubscription(_ name: String, on connection: PGConnection) async throws(MigrationError) -> Bool {
+        let exists = try await run(connection, "SELECT 1 FROM pg_subscription WHERE subname = $1", [.text(name)], what: "looking for subscription \(name)")
+        guard exists.rowCount > 0 else { return false }
+        let quoted = SQLQuoting.identifier(name)
+        try await run(connection, "ALTER SUBSCRIPTION \(quoted) DISABLE", what: "disabling \(name)")
+        try await run(connection, "ALTER SUBSCRIPTION \(quoted) SET (slot_name = NONE)", what: "detaching \(name) from its slot")
+        try await run(connection, "DROP SUBSCRIPTION \(quoted)", what: "dropping \(name)")
+        return true
+    }
+
     /// A session that may write although the server is frozen (superuser only).
     func writable(_ connection: PGConnection) async throws(MigrationError) {
         try await run(connection, "SET default_transaction_read_only = off", what: "lifting the read-only default for pgha's own session")

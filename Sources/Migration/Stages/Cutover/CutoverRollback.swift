@@ -135,12 +135,7 @@ struct CutoverRollback: Sendable {
             let name = CutoverStage.wayBackSlot(playbook, database: database.source)
             let source = try await db.source(database.source)
             try await db.writable(source)
-            let exists = try await db.run(source, "SELECT 1 FROM pg_subscription WHERE subname = $1", [.text(name)], what: "looking for the subscription")
-            if exists.rowCount > 0 {
-                let quoted = SQLQuoting.identifier(name)
-                try await db.run(source, "ALTER SUBSCRIPTION \(quoted) DISABLE", what: "disabling \(name)")
-                try await db.run(source, "ALTER SUBSCRIPTION \(quoted) SET (slot_name = NONE)", what: "detaching \(name) from its slot")
-                try await db.run(source, "DROP SUBSCRIPTION \(quoted)", what: "dropping \(name)")
+            if try await db.dropSubscription(name, on: source) {
                 context.progress("\(database.source): subscription \(name) dropped on the single node")
             }
         }

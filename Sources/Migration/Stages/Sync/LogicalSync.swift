@@ -400,12 +400,7 @@ struct LogicalSync {
     func dropSubscription(_ name: String, database: String) async throws {
         if let leader = await db.writableLeader() {
             let cluster = try await db.member(host: leader.host, port: leader.port, database: database)
-            let exists = try await db.run(cluster, "SELECT 1 FROM pg_subscription WHERE subname = $1", [.text(name)], what: "looking for subscription \(name)")
-            if exists.rowCount > 0 {
-                let id = SQLQuoting.identifier(name)
-                try await db.run(cluster, "ALTER SUBSCRIPTION \(id) DISABLE", what: "disabling subscription \(name)")
-                try await db.run(cluster, "ALTER SUBSCRIPTION \(id) SET (slot_name = NONE)", what: "detaching subscription \(name)")
-                try await db.run(cluster, "DROP SUBSCRIPTION \(id)", what: "dropping subscription \(name)")
+            if try await db.dropSubscription(name, on: cluster) {
                 context.progress("subscription \(name) dropped on the cluster")
             }
         }
