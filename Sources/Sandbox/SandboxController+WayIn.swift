@@ -46,7 +46,11 @@ extension SandboxController {
     @discardableResult
     func startHAProxy(config: String, progress: @escaping @Sendable (String) -> Void) async throws -> Bool {
         let pidFile = pidFile("haproxy")
-        if pidFile.livePID(marker: config) != nil { return false }
+        // Running from this config: nothing to do. From another one (the config stage of another
+        // rehearsal), stop it first: `livePID(marker:)` would forget its PID file, and the old
+        // HAProxy would keep listening on the same port beside the new one (SO_REUSEPORT), taking
+        // a share of the connections to members it no longer checks correctly.
+        if let pid = pidFile.read(), Processes.isAlive(pid), Processes.commandLine(pid).contains(where: { $0.contains(config) }) { return false }
         _ = await stopHAProxy()
         let check = try await Processes.run(Self.haproxyBinary, ["-c", "-q", "-f", config], environment: Processes.minimalEnvironment(home: "/"), timeout: .seconds(10))
         guard check.succeeded else {
