@@ -82,3 +82,20 @@ extension SandboxController {
         return pid
     }
 }
+
+extension SandboxController {
+    /// `pgha sandbox start-haproxy`: HAProxy alone, from the config stage's haproxy.cfg, in front
+    /// of whichever cluster that file names (the logical rehearsal's: the independent node1–node3).
+    /// - Returns: whether it was started (false: it runs with that file already).
+    public func startHAProxyAlone(config: String, progress: @escaping @Sendable (String) -> Void) async throws -> Bool {
+        guard FileSystem.exists(config) else {
+            throw SandboxError(.invalidConfiguration, "cannot read \(config)", advice: "run the migration's config stage first (`pgha run PLAYBOOK --until config`)")
+        }
+        return try await startHAProxy(config: config, progress: progress)
+    }
+
+    /// `pgha sandbox stop-haproxy`: the PID it stopped, nil when none ran.
+    public func stopHAProxyAlone() async -> Int32? {
+        await stopHAProxy().map { Int32($0) }
+    }
+}

@@ -33,8 +33,30 @@ struct LogicalSyncIntegrationTests {
             guard text.contains(old) else { throw HarnessError("sandbox-logical.yml lacks \(old)") }
             text = text.replacingOccurrences(of: old, with: new)
         }
+        text = text.replacingOccurrences(of: "ini_file: /tmp/pgha-sandbox/pgbouncer/pgbouncer.ini", with: "ini_file: \(sandbox.pgbouncer.configFile)")
         try text.write(toFile: work.path + "/logical.yml", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: sandbox.pgbouncer.configFile, toPath: work.path + "/pgbouncer.ini.original")
         return work
+    }
+
+    /// After a logical migration (complete or not): what the physical tests' restore puts back
+    /// (rollback, unfrozen single node, PgBouncer's ini; it removes the workspace), then the copy's
+    /// databases on the cluster, the sync's publication and slots; HAProxy is stopped first.
+    func restore(_ work: Workspace) {
+        _ = cli.run(["sandbox", "stop-haproxy"], in: work, timeout: 60)
+        cutover.restore(work)
+        if let postgres = try? leader(database: "postgres") {
+            for name in ["lt_project", "lt_shared"] { _ = try? postgres.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+        }
+        for database in [sandbox.single.projectDatabase, sandbox.single.sharedDatabase] {
+            if let source = try? cutover.superuser(sandbox.single.host, sandbox.single.port, database: database) {
+                _ = try? source.query("DROP PUBLICATION IF EXISTS pgha_lt")
+                _ = try? source.query("DROP TABLE IF EXISTS public.pgha_canary, public.pgha_verify")
+            }
+        }
+        if let source = try? cutover.superuser(sandbox.single.host, sandbox.single.port) {
+            _ = try? source.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'pgha_lt%' AND NOT active")
+        }
     }
 
     func leader(database: String) throws -> PGConnection {
@@ -62,9 +84,8 @@ struct LogicalSyncIntegrationTests {
             _ = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
             work.remove()
         }
-        let run = cli.run(["run", "logical.yml", "--state-dir", work.stateDir], in: work, timeout: 300)
-        #expect(run.exitCode == 5 && run.stdout.contains("gate sync: PASS"), "\(run)")
-        #expect(run.stdout.contains("Stopped before stage 'shadow'"), "\(run)")
+        let run = cli.run(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work, timeout: 300)
+        #expect(run.exitCode == 0 && run.stdout.contains("gate sync: PASS"), "\(run)")
         let state = try StateStore(directory: work.stateDir).load()
         #expect(state.stage(.sync).status == .passed)
 
@@ -101,21 +122,79 @@ struct LogicalSyncIntegrationTests {
             work.remove()
         }
         // Interrupted once the subscriptions exist (SIGKILL), the DDL made, then resumed.
-        let first = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir], in: work)
+        let first = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)
         #expect(first.waitForOutput("subscription pgha_lt_shared_knowledge on the cluster", timeout: 120), "\(first.stdout)")
         first.signal(SIGKILL)
         _ = first.wait(timeout: 30)
         _ = try source.query("ALTER TABLE projects ADD COLUMN pgha_lt_note text")
-        let resumed = cli.run(["resume", "--state-dir", work.stateDir], in: work, timeout: 120)
+        let resumed = cli.run(["resume", "--state-dir", work.stateDir, "--until", "sync"], in: work, timeout: 120)
         #expect(resumed.exitCode == 3, "\(resumed)")
         #expect(resumed.stdout.contains("the single node's schema changed during sync"), "\(resumed)")
         #expect(resumed.stdout.contains("public.projects.pgha_lt_note text only on the single node"), "\(resumed)")
         // The same DDL on the cluster: the copy goes on.
         _ = try leader(database: "lt_project").query("ALTER TABLE projects ADD COLUMN pgha_lt_note text")
-        let again = cli.run(["resume", "--state-dir", work.stateDir], in: work, timeout: 300)
-        #expect(again.exitCode == 5 && again.stdout.contains("gate sync: PASS"), "\(again)")
+        let again = cli.run(["resume", "--state-dir", work.stateDir, "--until", "sync"], in: work, timeout: 300)
+        #expect(again.exitCode == 0 && again.stdout.contains("gate sync: PASS"), "\(again)")
         let rollback = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
         #expect(rollback.exitCode == 0, "\(rollback)")
         try expectClean()
+    }
+
+    @Test("a full logical migration under load: 0 lost, 0 duplicated, 0 errors; every sequence ahead of every used value; the forward subscriptions and the way back dropped")
+    func fullLogicalMigrationUnderLoad() throws {
+        let work = try workspace()
+        defer { restore(work) }
+        let workload = try cutover.startWorkload(work)
+        let run = cli.run(["run", "logical.yml", "--state-dir", work.stateDir], in: work, timeout: 600)
+        let judged = cutover.stopWorkload(workload, work)
+        #expect(run.exitCode == 0 && run.stdout.contains("Migration complete"), "\(run)")
+        let report = try judged()
+        print("[logical] cutover pause \(try StateStore(directory: work.stateDir).load().cutover?.pauseSeconds ?? -1) s; workload \(report.summary)")
+        #expect(report.acknowledged > 200, "\(report.summary)")
+        #expect(report.missing == 0 && report.duplicated == 0 && report.errors == 0, "\(report.summary)")
+        // The workload judged its rows on the cluster's leader (through PgBouncer and HAProxy).
+        #expect(sandbox.cluster.members.map { "\($0.host):\($0.pgPort)" }.contains(report.checkedOn), "checked on \(report.checkedOn)")
+        let state = try StateStore(directory: work.stateDir).load()
+        #expect(state.stage(.shadow).status.name == "skipped")
+        #expect(state.stage(.cutover).status == .passed && state.stage(.complete).status == .passed)
+        // Every sequence of the cluster is ahead of every value its column holds.
+        let cluster = try leader(database: "lt_project")
+        let behind = try cluster.query("""
+            SELECT count(*) FROM pg_sequences s
+            JOIN pg_depend d ON d.objid = format('%I.%I', s.schemaname, s.sequencename)::regclass AND d.deptype IN ('a', 'i')
+            JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+            WHERE s.last_value IS NULL
+            """).int(0, 0) ?? -1
+        #expect(behind == 0, "\(behind) column-owned sequence(s) never set on the cluster")
+        let tasks = try cluster.query("SELECT (SELECT last_value FROM tasks_id_seq) > (SELECT coalesce(max(id), 0) FROM tasks)").bool(0, 0)
+        #expect(tasks == true, "tasks_id_seq is ahead of max(tasks.id)")
+        // No forward subscription on the cluster, no way back on the single node, no sync slot.
+        #expect(try cluster.query("SELECT count(*) FROM pg_subscription").int(0, 0) == 0)
+        let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
+        #expect(try source.query("SELECT count(*) FROM pg_subscription").int(0, 0) == 0)
+        #expect(try source.query("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgha_lt%'").int(0, 0) == 0)
+        #expect(try source.query("SELECT count(*) FROM pg_publication WHERE pubname = 'pgha_lt'").int(0, 0) == 0)
+        cutover.expectNoSecrets(under: work.stateDir)
+    }
+
+    @Test("rollback after a logical cutover under load: the application is back on the single node with every write made on the cluster")
+    func logicalRollbackAfterCutoverUnderLoad() throws {
+        let work = try workspace()
+        defer { restore(work) }
+        let workload = try cutover.startWorkload(work)
+        let run = cli.run(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "cutover"], in: work, timeout: 600)
+        #expect(run.exitCode == 0, "\(run)")
+        Thread.sleep(forTimeInterval: 2)
+        let rollback = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 300)
+        let judged = cutover.stopWorkload(workload, work)
+        #expect(rollback.exitCode == 0 && rollback.stdout.contains("the application is back on the single node"), "\(rollback)")
+        let report = try judged()
+        #expect(report.acknowledged > 200, "\(report.summary)")
+        #expect(report.missing == 0 && report.duplicated == 0 && report.errors == 0, "\(report.summary)")
+        #expect(report.checkedOn == "\(sandbox.single.host):\(sandbox.single.port)", "checked on \(report.checkedOn)")
+        try expectClean()
+        let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
+        #expect(try source.query("SELECT count(*) FROM pg_subscription").int(0, 0) == 0)
+        #expect(try source.query("SELECT current_setting('default_transaction_read_only')").string(0, 0) == "off")
     }
 }

@@ -584,7 +584,7 @@ struct PrerequisitesStageTests {
         #expect(cache.take(now: PrereqFixture.now, playbook: other) == nil, "another playbook")
     }
 
-    @Test("the standard stages are all seven; the first two read-only; the logical sync needs a publisher, its shadow, cutover and complete are not built; cutover needs a way to move the application")
+    @Test("the standard stages are all seven; the first two read-only; the logical sync needs a publisher, its shadow does not apply (skipped), its cutover runs; cutover needs a way to move the application")
     func standardStages() throws {
         let executors = try StandardStages.executors()
         #expect(executors.map(\.stage) == [.prerequisites, .extensions, .config, .sync, .shadow, .cutover, .complete])
@@ -593,14 +593,15 @@ struct PrerequisitesStageTests {
         let sync = try #require(executors.first { $0.stage == .sync })
         #expect(sync.unavailableReason(for: playbook)?.contains("sync.method: logical needs sync.publisher") == true)
         let shadow = try #require(executors.first { $0.stage == .shadow })
-        #expect(shadow.unavailableReason(for: playbook)?.contains("shadow stage of the logical method is not built yet") == true)
+        #expect(shadow.unavailableReason(for: playbook) == nil)
+        #expect(shadow.notApplicableReason(for: playbook)?.contains("skipped: the shadow replay") == true)
         var logical = playbook
         logical.sync.publisherUser = "replicator"
         logical.sync.publisherPassword = EnvironmentReference("PATRONI_REPLICATION_PASSWORD")
         #expect(sync.unavailableReason(for: logical) == nil, "the logical sync runs with a publisher")
         playbook.sync.method = .physical
         #expect(sync.unavailableReason(for: playbook) == nil)
-        #expect(shadow.unavailableReason(for: playbook) == nil, "shadow runs with the physical method")
+        #expect(shadow.unavailableReason(for: playbook) == nil && shadow.notApplicableReason(for: playbook) == nil, "shadow runs with the physical method")
         let cutover = try #require(executors.first { $0.stage == .cutover })
         #expect(cutover.unavailableReason(for: playbook)?.contains("no cutover.pgbouncer") == true, "no way to move the application")
         playbook.cutover.pgbouncer = .init(adminHost: "127.0.0.1", iniFile: "/etc/pgbouncer/pgbouncer.ini", target: .init(host: "127.0.0.1", port: 5000))

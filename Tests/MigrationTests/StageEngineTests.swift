@@ -249,6 +249,30 @@ struct StageEngineTests {
         #expect(again.event(.start) == .finish(.completed))
     }
 
+    @Test("a stage that does not apply is skipped with its reason, without asking; until on it stops there")
+    func notApplicableIsSkipped() {
+        let all = MigrationStage.allCases.map {
+            StagePlanEntry(stage: $0, isAvailable: true, makesChanges: false, notApplicable: $0 == .shadow ? "not for this method" : nil)
+        }
+        var engine = StageEngine(plan: all)
+        var confirmed: [MigrationStage] = []
+        var action = engine.event(.start)
+        while case .confirm(let stage, _) = action {
+            confirmed.append(stage)
+            action = engine.event(.userDecision(.proceed))
+            if case .runStage = action { action = engine.event(.stageRunSucceeded(stage)) }
+            if case .evaluateGate = action { action = engine.event(.gateEvaluated(stage, [])) }
+        }
+        #expect(action == .finish(.completed))
+        #expect(!confirmed.contains(.shadow) && confirmed.contains(.cutover))
+        #expect(engine.record(of: .shadow)?.status == .skipped(reason: "not for this method"))
+        #expect(engine.records.filter { $0.stage != .shadow }.allSatisfy { $0.status == .passed })
+
+        var until = StageEngine(plan: all, until: .shadow)
+        #expect(Self.runForward(&until) == .finish(.reachedUntil(.shadow)))
+        #expect(until.record(of: .cutover)?.status == .pending)
+    }
+
     @Test("gate results are recorded with warnings; a FAIL fails the stage with the checks")
     func gateResults() {
         var engine = StageEngine(plan: Self.plan)

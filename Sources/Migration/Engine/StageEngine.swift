@@ -7,11 +7,15 @@ public struct StagePlanEntry: Hashable, Sendable, Codable {
     public var isAvailable: Bool
     /// True when running the stage changes files, databases or the cluster.
     public var makesChanges: Bool
+    /// Why the stage does not apply to this playbook (nil: it does): a forward run marks it
+    /// skipped with this reason and goes on, without asking.
+    public var notApplicable: String?
 
-    public init(stage: MigrationStage, isAvailable: Bool, makesChanges: Bool) {
+    public init(stage: MigrationStage, isAvailable: Bool, makesChanges: Bool, notApplicable: String? = nil) {
         self.stage = stage
         self.isAvailable = isAvailable
         self.makesChanges = makesChanges
+        self.notApplicable = notApplicable
     }
 }
 
@@ -389,7 +393,10 @@ public struct StageEngine: Hashable, Sendable {
     /// Moves to the first stage at or after `start` that is not done.
     private mutating func proceed(from start: Int) -> EngineAction {
         var index = start
-        while index < plan.count, records[index].status.isDone {
+        while index < plan.count, records[index].status.isDone || plan[index].notApplicable != nil {
+            if let reason = plan[index].notApplicable, !records[index].status.isDone {
+                records[index].status = .skipped(reason: reason)
+            }
             if plan[index].stage == until { return finish(.reachedUntil(plan[index].stage)) }
             index += 1
         }

@@ -442,12 +442,15 @@ public struct Playbook: Hashable, Sendable {
         public var wayBackPassword: EnvironmentReference?
         /// Publication, subscription and slot names of the way back (a database suffix is added).
         public var wayBackName: String
+        /// Logical method: how far ahead of the single node's value every sequence is set on the
+        /// cluster at cutover (values the single node handed out but had not yet committed).
+        public var sequenceMargin: Int64
 
         public init(
             method: Method = .pgbouncer, pgbouncer: PgBouncer? = nil, switchApplication: String? = nil, switchBack: String? = nil,
             applicationEnv: String? = nil, timeoutSeconds: Double = 30, pauseTimeoutSeconds: Double = 10,
             applicationWaitSeconds: Double = 60, hookTimeoutSeconds: Double = 300, wayBackUser: String = "replicator",
-            wayBackPassword: EnvironmentReference? = nil, wayBackName: String = "pgha_way_back"
+            wayBackPassword: EnvironmentReference? = nil, wayBackName: String = "pgha_way_back", sequenceMargin: Int64 = 1000
         ) {
             self.method = method
             self.pgbouncer = pgbouncer
@@ -461,6 +464,7 @@ public struct Playbook: Hashable, Sendable {
             self.wayBackUser = wayBackUser
             self.wayBackPassword = wayBackPassword
             self.wayBackName = wayBackName
+            self.sequenceMargin = sequenceMargin
         }
     }
 

@@ -7,7 +7,7 @@ extension PlaybookReader {
         guard let node else { return d }
         guard let m = mapping(node, path: "cutover", allowed: [
             "method", "timeout", "pause_timeout", "pgbouncer", "switch_application", "switch_back", "application_env",
-            "application_wait", "hook_timeout", "way_back",
+            "application_wait", "hook_timeout", "way_back", "sequence_margin",
         ], required: []) else { return nil }
         let method = choice(m, "method", Playbook.Cutover.Method.allCases.map(\.rawValue)).flatMap(Playbook.Cutover.Method.init(rawValue:)) ?? d.method
         var pgbouncer: Playbook.Cutover.PgBouncer?
@@ -52,7 +52,8 @@ extension PlaybookReader {
             pauseTimeoutSeconds: duration(m, "pause_timeout") ?? d.pauseTimeoutSeconds,
             applicationWaitSeconds: duration(m, "application_wait") ?? d.applicationWaitSeconds,
             hookTimeoutSeconds: duration(m, "hook_timeout") ?? d.hookTimeoutSeconds,
-            wayBackUser: wayBackUser, wayBackPassword: wayBackPassword, wayBackName: wayBackName)
+            wayBackUser: wayBackUser, wayBackPassword: wayBackPassword, wayBackName: wayBackName,
+            sequenceMargin: m["sequence_margin"] == nil ? d.sequenceMargin : Int64(int(m, "sequence_margin", range: 0...1_000_000_000) ?? Int(d.sequenceMargin)))
         switch method {
         case .pgbouncer where c.pgbouncer == nil:
             issue(m.node, "cutover.pgbouncer", "method pgbouncer needs a pgbouncer: section (admin_host, ini_file); add it, or use method: hook")

@@ -86,7 +86,8 @@ public struct MigrationRunner: Sendable {
     public var planEntries: [StagePlanEntry] {
         MigrationStage.allCases.map { stage in
             let executor = executor(for: stage)
-            return StagePlanEntry(stage: stage, isAvailable: executor != nil, makesChanges: executor?.makesChanges ?? true)
+            return StagePlanEntry(stage: stage, isAvailable: executor != nil, makesChanges: executor?.makesChanges ?? true,
+                                  notApplicable: executor?.notApplicableReason(for: configuration.playbook.playbook))
         }
     }
 
@@ -119,6 +120,9 @@ public struct MigrationRunner: Sendable {
             var plan = StagePlan.notBuilt(stage)
             plan.warnings = [unavailableReason(for: stage)]
             return plan
+        }
+        if let reason = executor.notApplicableReason(for: configuration.playbook.playbook) {
+            return StagePlan(stage: stage, makesChanges: false, summary: "Does not apply to this playbook: a run skips it.", warnings: [reason])
         }
         do {
             return try await executor.plan(context)

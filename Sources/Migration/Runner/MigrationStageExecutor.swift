@@ -38,10 +38,14 @@ public protocol MigrationStageExecutor: Sendable {
     /// Why this executor cannot run `playbook` (a method not built yet), or nil when it can. A
     /// stage it cannot run shows as "not built yet" and a run stops before it.
     func unavailableReason(for playbook: Playbook) -> String?
+    /// Why this stage does not apply to `playbook` (nil: it does): a run marks it skipped with
+    /// the reason and goes on. Unlike `unavailableReason`, nothing is missing.
+    func notApplicableReason(for playbook: Playbook) -> String?
 }
 
 extension MigrationStageExecutor {
     public func unavailableReason(for playbook: Playbook) -> String? { nil }
+    public func notApplicableReason(for playbook: Playbook) -> String? { nil }
 }
 
 /// Everything a stage needs, handed over by the runner.

@@ -11,7 +11,7 @@ struct SandboxCommand: AsyncParsableCommand {
             Everything listens on loopback and runs as the `postgres` OS user; run as root. \
             See docs/SANDBOX.md.
             """,
-        subcommands: [Up.self, Down.self, Status.self, Env.self, StartCluster.self, StopCluster.self]
+        subcommands: [Up.self, Down.self, Status.self, Env.self, StartCluster.self, StopCluster.self, StartHAProxy.self, StopHAProxy.self]
     )
 }
 

@@ -94,3 +94,66 @@ extension SandboxCommand {
         }
     }
 }
+
+extension SandboxCommand {
+    /// `pgha sandbox start-haproxy`.
+    struct StartHAProxy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "start-haproxy",
+            abstract: "Start HAProxy alone from the config stage's haproxy.cfg (the logical rehearsal's way to the cluster).",
+            discussion: """
+                start-cluster starts HAProxy with ha1–ha3; the logical method migrates into the \
+                sandbox's running cluster (node1–node3), which only needs HAProxy in front of it. One \
+                started from another file is stopped first. Exit codes: 0 started (or already running \
+                with this file); 1 it could not start; 2 the file is missing.
+                """
+        )
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var location: SandboxLocationOptions
+
+        @Option(name: .customLong("haproxy-cfg"), help: ArgumentHelp("The haproxy.cfg the config stage rendered.", valueName: "file"))
+        var haproxyCfg: String
+
+        func run() async throws {
+            let global = global
+            do {
+                let (configuration, stored) = try await location.configuration()
+                guard stored else {
+                    throw SandboxError(.notSetUp, "no sandbox in \(configuration.baseDir)", advice: "start it with `pgha sandbox up`")
+                }
+                let path = haproxyCfg.hasPrefix("/") ? haproxyCfg : FileManager.default.currentDirectoryPath + "/" + haproxyCfg
+                let started = try await SandboxController(configuration: configuration).startHAProxyAlone(config: path) { global.progress($0) }
+                print(started ? "HAProxy started from \(path)" : "HAProxy: already running with \(path)")
+            } catch {
+                throw failure(error)
+            }
+        }
+    }
+
+    /// `pgha sandbox stop-haproxy`.
+    struct StopHAProxy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "stop-haproxy",
+            abstract: "Stop the sandbox's HAProxy (idempotent).",
+            discussion: "Exit codes: 0 stopped (or none ran)."
+        )
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var location: SandboxLocationOptions
+
+        func run() async throws {
+            do {
+                let (configuration, stored) = try await location.configuration()
+                guard stored else {
+                    print("HAProxy: nothing to stop (no sandbox in \(configuration.baseDir))")
+                    return
+                }
+                let pid = await SandboxController(configuration: configuration).stopHAProxyAlone()
+                print(pid.map { "HAProxy stopped (pid \($0))" } ?? "HAProxy: none was running")
+            } catch {
+                throw failure(error)
+            }
+        }
+    }
+}

@@ -1,6 +1,7 @@
 import Foundation
 import PGClient
 import Patroni
+import PlainText
 
 /// Stage `complete`: after the soak (`complete.after`, counted from the switch), the way back is
 /// dropped (subscriptions on the single node, permanent slots and publication on the cluster),
@@ -27,7 +28,7 @@ public struct CompleteStage: MigrationStageExecutor {
             checks: ["the application is on the cluster (the cutover's gate passed)", "the soak: \(Int(p.complete.afterSeconds)) s after the switch (complete.after)"],
             changes: [
                 "drop the way back: subscription(s) " + CutoverDatabasesNames.slots(p).joined(separator: ", ") + " on the single node, the permanent slot(s) and publication \(p.cutover.wayBackName) on the cluster",
-                "drop the physical slot \(p.sync.slot) on the single node",
+                p.sync.method == .logical ? "drop publication \(p.sync.publication) on the single node" : "drop the physical slot \(p.sync.slot) on the single node",
                 p.complete.stopSource.map { "run complete.stop_source (`\($0)`)" } ?? "leave the single node running, frozen (read-only, the application's roles without LOGIN)",
                 "write the final report to \(context.store.directory)/report.json",
             ],
@@ -57,6 +58,18 @@ public struct CompleteStage: MigrationStageExecutor {
         try await CutoverRollback(ops: ops).removeWayBack()
         try journal.completeStep(id)
 
+        // Logical method: the sync's publications on the single node (their subscriptions were
+        // dropped at cutover).
+        if p.sync.method == .logical {
+            let pubID = try journal.beginStep(stage, name: "drop-sync-publication", detail: "drop publication \(p.sync.publication) on the single node")
+            for database in db.databases {
+                let source = try await db.source(database.source)
+                try await db.writable(source)
+                try await db.run(source, "DROP PUBLICATION IF EXISTS \(SQLQuoting.identifier(p.sync.publication))", what: "dropping publication \(p.sync.publication)")
+            }
+            try journal.completeStep(pubID)
+            context.progress("publication \(p.sync.publication) dropped on the single node")
+        }
         // The single node's physical slot: nothing streams from it since promotion.
         let slot = p.sync.slot
         let slotID = try journal.beginStep(stage, name: "drop-source-slot", detail: "drop the physical slot \(slot) on the single node")

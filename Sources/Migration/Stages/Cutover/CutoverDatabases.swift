@@ -94,6 +94,29 @@ final class CutoverDatabases: Sendable {
         return true
     }
 
+    /// Every sequence of `from` (all of pg_sequences, owned by a column or not) set on `to` to its
+    /// value plus `margin` in the sequence's direction, clamped to its bounds and never moved
+    /// backwards. `to` must be writable for pgha's session. Returns how many were set and the
+    /// names `to` does not have.
+    func copySequences(from: PGConnection, to: PGConnection, margin: Int64, direction: String) async throws(MigrationError) -> (copied: Int, missing: [String]) {
+        let read = try await run(from, "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences WHERE last_value IS NOT NULL ORDER BY 1",
+                                 what: "reading the sequences")
+        try await writable(to)
+        var copied = 0
+        var missing: [String] = []
+        for row in 0..<read.rowCount {
+            guard let name = read.string(row, 0), let value = try? read.int(row, 1) else { continue }
+            let set = try await run(to, """
+                SELECT setval(to_regclass($1), CASE WHEN q.increment_by > 0
+                    THEN greatest(least($2::numeric + $3::numeric, q.max_value), coalesce(q.last_value, q.start_value - q.increment_by))
+                    ELSE least(greatest($2::numeric - $3::numeric, q.min_value), coalesce(q.last_value, q.start_value - q.increment_by)) END::int8)
+                FROM pg_sequences q WHERE format('%I.%I', q.schemaname, q.sequencename) = $1
+                """, [.text(name), .int(value), .int(margin)], what: "copying sequence \(name) \(direction)")
+            if set.rowCount == 0 { missing.append(name) } else { copied += 1 }
+        }
+        return (copied, missing)
+    }
+
     /// A session that may write although the server is frozen (superuser only).
     func writable(_ connection: PGConnection) async throws(MigrationError) {
         try await run(connection, "SET default_transaction_read_only = off", what: "lifting the read-only default for pgha's own session")

@@ -85,7 +85,10 @@ struct CutoverOperations: Sendable {
         var problems: [String] = []
         let sourceLSN = try await db.currentLSN(source)
         var lags: [String] = []
-        for m in db.members {
+        if isLogical {
+            (problems, lags) = try await logicalMemberProblems()
+        } else {
+          for m in db.members {
             guard let replay = await db.replayLSN(host: m.host, port: m.port) else {
                 problems.append("member \(m.name) (\(m.host):\(m.port)) does not answer as a replica in recovery")
                 continue
@@ -95,6 +98,7 @@ struct CutoverOperations: Sendable {
             if lag > playbook.thresholds.maxLagBytes {
                 problems.append("member \(m.name) is \(formatBytes(lag)) behind (thresholds.max_lag_bytes: \(formatBytes(playbook.thresholds.maxLagBytes)))")
             }
+          }
         }
         let blockers = try await db.blockers(source, olderThan: cutover.pauseTimeoutSeconds)
         if !blockers.isEmpty {
@@ -121,7 +125,7 @@ struct CutoverOperations: Sendable {
             }
             do {
                 let ini = try String(contentsOfFile: settings.iniFile, encoding: .utf8)
-                _ = try PgBouncerAdmin.repointed(ini, databases: names, to: settings.target)
+                _ = try PgBouncerAdmin.repointed(ini, databases: names, to: settings.target, renamed: renamedDatabases)
             } catch let error as MigrationError {
                 problems.append(error.message)
             } catch {
@@ -159,6 +163,7 @@ struct CutoverOperations: Sendable {
                 tables.append((CutoverStage.verifyTable, "CREATE TABLE IF NOT EXISTS \(CutoverStage.verifyTable) (id bigserial PRIMARY KEY, token text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())"))
             }
             for (table, sql) in tables {
+                if isLogical { try await createClusterTable(database, table: table, sql: sql) }
                 let exists = try await db.run(source, "SELECT to_regclass($1) IS NOT NULL", [.text(table)], what: "looking for \(table)")
                 if (try? exists.bool(0, 0)) == true, !happened("table:\(database.source):\(table)") { continue }
                 try await step("table:\(database.source):\(table)", "create \(table) in \(database.source) on the single node",
@@ -169,7 +174,12 @@ struct CutoverOperations: Sendable {
                     return nil
                 }
             }
+            if isLogical { try await refreshForwardSubscription(database) }
         }
+        // Logical method: the way back's slots are declared inside the pause, after the catch-up
+        // (a running cluster's Patroni creates them at once; made earlier, they would hold the
+        // forward copy's changes). Nothing is inherited from the single node either.
+        if isLogical { return }
         // Before the pause, so that it does not wait for them: the permanent slots are declared
         // (a standby cluster ignores logical ones; promotion makes them count), and a freeze that
         // members inherited from an earlier attempt is reset.
@@ -280,7 +290,11 @@ struct CutoverOperations: Sendable {
         // Proof that the application cannot write: its login is tried while the members catch
         // up, and must have failed before the promotion.
         async let proof = probeApplicationLogin()
-        try await catchUp(source)
+        if isLogical {
+            try await logicalCatchUp(source)
+        } else {
+            try await catchUp(source)
+        }
         context.progress(try await proof.get())
     }
 
@@ -382,14 +396,16 @@ struct CutoverOperations: Sendable {
     /// cluster, or that write would never flow back.
     func prepareWayBack(leader: (name: String, host: String, port: Int)) async throws {
         let roles = frozenRoles
+        if isLogical { try await declarePermanentSlots() }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
+            // The logical method's cluster never had the freeze: its roles kept LOGIN.
+            if !isLogical { group.addTask {
                 try await step("cluster-logins", "LOGIN back for " + roles.joined(separator: ", ") + " on the cluster (the freeze reached it by replication)") {
                     let c = try await db.member(host: leader.host, port: leader.port, database: "postgres")
                     try await db.setLogin(c, roles: roles, login: true)
                     return nil
                 }
-            }
+            } }
             for database in db.databases {
                 group.addTask { try await wayBackOnCluster(database, leader: leader) }
             }
@@ -439,6 +455,14 @@ struct CutoverOperations: Sendable {
         }
     }
 
+    /// PgBouncer's databases whose name on the cluster differs (the logical method may copy into
+    /// new names: target.databases).
+    var renamedDatabases: [String: String] {
+        var renamed: [String: String] = [:]
+        for database in db.databases where database.source != database.cluster { renamed[database.source] = database.cluster }
+        return renamed
+    }
+
     func switchApplication() async throws {
         switch cutover.method {
         case .pgbouncer:
@@ -454,7 +478,7 @@ struct CutoverOperations: Sendable {
                     try FileIO.writeAtomically(original.contents, to: iniBackupPath, mode: 0o600)
                 }
                 let before = String(decoding: try FileIO.read(iniBackupPath)?.contents ?? original.contents, as: UTF8.self)
-                let repointed = try PgBouncerAdmin.repointed(before, databases: names, to: target)
+                let repointed = try PgBouncerAdmin.repointed(before, databases: names, to: target, renamed: renamedDatabases)
                 try FileIO.writeAtomically(Data(repointed.utf8), to: settings.iniFile, mode: original.mode)
                 let admin = PgBouncerAdmin(settings: settings, connections: db.connections)
                 let console = try await admin.connect()
@@ -636,6 +660,7 @@ struct CutoverOperations: Sendable {
         for name in ["final-lsn"] { if let s = journal.step(stage, named: name), s.phase != .undone { try journal.markStepUndone(s.id) } }
         if countsAsAttempt { try record { $0.abandonedAttempts += 1 } }
         context.progress("unfrozen (\(reason)): the application writes on the single node again")
+        if isLogical { try await discardWayBackSlots() }
     }
 
     private func order(_ name: String) -> Int {
@@ -680,6 +705,12 @@ struct CutoverOperations: Sendable {
                 let source = try await db.source(object.database)
                 try await db.writable(source)
                 try await db.run(source, "DROP TABLE IF EXISTS \(object.name)", what: "dropping \(object.name)")
+            case .createdObject(let object) where object.server == "cluster" && object.objectKind == "table":
+                if let leader = await db.writableLeader() {
+                    let c = try await db.member(host: leader.host, port: leader.port, database: object.database)
+                    try await db.writable(c)
+                    try await db.run(c, "DROP TABLE IF EXISTS \(object.name)", what: "dropping \(object.name) on the cluster")
+                }
             case .createdObject(let object) where object.server == "cluster" && object.objectKind == "publication":
                 if let leader = await db.writableLeader(), let c = try? await db.member(host: leader.host, port: leader.port, database: object.database) {
                     _ = try? await c.query("DROP PUBLICATION IF EXISTS \(SQLQuoting.identifier(object.name))", timeout: CutoverDatabases.statementTimeout)

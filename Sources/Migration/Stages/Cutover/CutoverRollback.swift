@@ -17,7 +17,8 @@ import Patroni
 ///    the .env backup), the single node unfrozen, then PgBouncer `RESUME`;
 /// 6. the way back removed: the subscriptions on the single node, the permanent slots and the
 ///    publication on the cluster; then what `prepare` changed on the single node.
-/// The cluster stays frozen (the sync stage's undo stops it when the playbook says how).
+/// The cluster stays frozen (the sync stage's undo stops it when the playbook says how); in the
+/// logical method, whose cluster is independent, the freeze is lifted at the end.
 struct CutoverRollback: Sendable {
     let ops: CutoverOperations
 
@@ -65,14 +66,10 @@ struct CutoverRollback: Sendable {
             let cluster = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
             let source = try await db.source(database.source)
             try await db.writable(source)
-            let seqSQL = "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences WHERE last_value IS NOT NULL"
-            let onCluster = try await db.run(cluster, seqSQL, what: "reading the cluster's sequences")
-            var copied = 0
-            for row in 0..<onCluster.rowCount {
-                guard let name = onCluster.string(row, 0), let value = try? onCluster.int(row, 1) else { continue }
-                try await db.run(source, "SELECT setval($1::text::regclass, greatest($2::int8, coalesce((SELECT last_value FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename) = $1::text), $2::int8)))",
-                                 [.text(name), .int(value)], what: "copying sequence \(name)")
-                copied += 1
+            let copy = try await db.copySequences(from: cluster, to: source, margin: 0, direction: "back to the single node")
+            let copied = copy.copied
+            if !copy.missing.isEmpty {
+                context.progress("\(database.source): sequence(s) " + copy.missing.prefix(10).joined(separator: ", ") + " exist on the cluster only (created there after cutover): not copied back")
             }
             let loSQL = "SELECT oid::text FROM pg_largeobject_metadata"
             let clusterObjects = try await db.run(cluster, loSQL, what: "listing the cluster's large objects")
@@ -98,7 +95,18 @@ struct CutoverRollback: Sendable {
         for step in ops.journal.steps(of: ops.stage) where step.phase == .done || step.phase == .intent {
             try ops.journal.markStepUndone(step.id)
         }
-        context.progress("the cluster stays frozen (read-only) until the sync stage's undo stops it")
+        if ops.isLogical {
+            // An independent cluster (it may hold other databases): its freeze is lifted once the
+            // application is back and the way back is gone; the sync's undo drops the copies.
+            try await ops.patchConfig(.object(["postgresql": .object(["parameters": .object(["default_transaction_read_only": .null])])]), what: "lifting the cluster's freeze")
+            if let leader = await db.writableLeader() {
+                let c = try await db.member(host: leader.host, port: leader.port, database: "postgres")
+                try await db.setLogin(c, roles: roles, login: true)
+            }
+            context.progress("the cluster is unfrozen (logical method: an independent cluster), the application's roles log in there again")
+        } else {
+            context.progress("the cluster stays frozen (read-only) until the sync stage's undo stops it")
+        }
     }
 
     func switchBack() async throws {

@@ -5,8 +5,8 @@ import Patroni
 import PlainText
 import Verification
 
-/// Stage `cutover` (physical method): the application moves from the single node to the
-/// promoted cluster, seeing a pause, not errors; a way back (logical replication from the cluster
+/// Stage `cutover`: the application moves from the single node to the cluster (promoted, in the
+/// physical method; `LogicalCutover` says what differs in the logical one), seeing a pause, not errors; a way back (logical replication from the cluster
 /// into the single node) exists before the application's first write on the cluster.
 ///
 /// Run, every side effect journaled before it happens (docs/MIGRATION_TO_HA.md, "Cutover step by
@@ -40,18 +40,14 @@ public struct CutoverStage: MigrationStageExecutor {
     }
 
     public func unavailableReason(for playbook: Playbook) -> String? {
-        switch playbook.sync.method {
-        case .logical: return "the cutover of the logical method is not built yet in this version of pgha (the physical method's is)"
-        case .physical:
-            let c = playbook.cutover
-            if c.method == .pgbouncer, c.pgbouncer == nil {
-                return "the playbook has no cutover.pgbouncer (PgBouncer's admin console and ini_file) nor cutover.method: hook: pgha cannot move the application, so a run stops before this stage (docs/PLAYBOOKS.md, cutover)"
-            }
-            if c.method == .hook, c.switchApplication == nil {
-                return "cutover.method is hook but cutover.switch_application is missing: a run stops before this stage"
-            }
-            return nil
+        let c = playbook.cutover
+        if c.method == .pgbouncer, c.pgbouncer == nil {
+            return "the playbook has no cutover.pgbouncer (PgBouncer's admin console and ini_file) nor cutover.method: hook: pgha cannot move the application, so a run stops before this stage (docs/PLAYBOOKS.md, cutover)"
         }
+        if c.method == .hook, c.switchApplication == nil {
+            return "cutover.method is hook but cutover.switch_application is missing: a run stops before this stage"
+        }
+        return nil
     }
 
     // MARK: - Names
@@ -85,23 +81,37 @@ public struct CutoverStage: MigrationStageExecutor {
         case .hook:
             changes.append("freeze: default_transaction_read_only = on on the single node, the application's roles NOLOGIN and their sessions terminated")
         }
-        changes += [
-            "wait until every member replayed the final LSN (cutover.timeout, \(Int(c.timeoutSeconds)) s; else everything is unfrozen and the stage fails)",
-            "promote the cluster \(p.target.scope) (PATCH /config standby_cluster: null), reset the freeze on its members, LOGIN back for the application's roles there",
-            "the way back: publication \(c.wayBackName) and Patroni permanent logical slot(s) " + CutoverDatabasesNames.slots(p).joined(separator: ", ") + " on the cluster",
-        ]
+        if p.sync.method == .logical {
+            changes[0] = "prepare: REPLICA IDENTITY FULL for every table without a primary key on the single node; tables \(Self.canaryTable) and \(Self.verifyTable) on the cluster, then on the single node, and the forward subscriptions refreshed (copy_data = false)"
+            changes += [
+                "a marker row per database on the frozen single node; wait until it arrived on the cluster's leader and every replica replayed the leader (cutover.timeout, \(Int(c.timeoutSeconds)) s; else everything is unfrozen and the stage fails)",
+                "every sequence (all of pg_sequences) set on the cluster to the single node's value + \(c.sequenceMargin) (cutover.sequence_margin), never lowered",
+                "the way back: publication \(c.wayBackName) and Patroni permanent logical slot(s) " + CutoverDatabasesNames.slots(p).joined(separator: ", ") + " on the cluster, made after the catch-up (they hold none of the forward copy)",
+            ]
+        } else {
+            changes += [
+                "wait until every member replayed the final LSN (cutover.timeout, \(Int(c.timeoutSeconds)) s; else everything is unfrozen and the stage fails)",
+                "promote the cluster \(p.target.scope) (PATCH /config standby_cluster: null), reset the freeze on its members, LOGIN back for the application's roles there",
+                "the way back: publication \(c.wayBackName) and Patroni permanent logical slot(s) " + CutoverDatabasesNames.slots(p).joined(separator: ", ") + " on the cluster",
+            ]
+        }
         switch c.method {
         case .pgbouncer:
             changes.append("point of no return: PgBouncer's [databases] repointed at \(c.pgbouncer?.target.description ?? "?") (\(c.pgbouncer?.iniFile ?? "?"), backed up), RELOAD, RESUME")
         case .hook:
             changes.append("point of no return: " + (c.applicationEnv.map { "\($0) replaced by \(p.outputs.envFile) (backed up), " } ?? "") + "cutover.switch_application (`\(c.switchApplication ?? "?")`), then the application's first writes on the cluster awaited")
         }
+        if p.sync.method == .logical {
+            changes.append("the forward subscription(s) " + CutoverDatabasesNames.forward(p).joined(separator: ", ") + " dropped on the cluster, their slots on the single node (before the way back: no echo)")
+        }
         changes.append("the single node subscribes to the cluster (copy_data = false); a canary row proves the way back")
         return StagePlan(
             stage: stage, makesChanges: true,
             summary: "The application moves to the cluster: a pause, not errors; nothing written on the single node is lost, and the cluster's writes flow back to the single node until `complete`.",
             checks: [
-                "before any freeze: every member streaming, replay lag ≤ \(formatBytes(p.thresholds.maxLagBytes)); no transaction older than \(Int(c.pauseTimeoutSeconds)) s or DDL on the single node; wal_level = logical on the cluster",
+                p.sync.method == .logical
+                    ? "before any freeze: the forward subscriptions have every table ready, lag ≤ \(formatBytes(p.thresholds.maxLagBytes)), no error, no DDL since the copy, the leader of the copy; every replica streaming; the application's roles and the way back's role log in on the cluster; no transaction older than \(Int(c.pauseTimeoutSeconds)) s on the single node; wal_level = logical on the cluster"
+                    : "before any freeze: every member streaming, replay lag ≤ \(formatBytes(p.thresholds.maxLagBytes)); no transaction older than \(Int(c.pauseTimeoutSeconds)) s or DDL on the single node; wal_level = logical on the cluster",
                 "after the freeze: the application's role cannot log in (a probe), the read-only default is in force",
                 "after the switch: the application reaches a writable leader, the way back streams (canary), the verification suite passes on the cluster",
             ],
@@ -141,9 +151,16 @@ public struct CutoverStage: MigrationStageExecutor {
         }
         if journal.step(stage, named: "switch-application").map({ $0.phase == .done || $0.phase == .intent }) != true {
             do {
-                let standbyLeader = await ops.standbyLeader()
-                try await ops.freezeAndCatchUp()
-                let leader = try await ops.promote(standbyLeader: standbyLeader)
+                let leader: (name: String, host: String, port: Int)
+                if ops.isLogical {
+                    try await ops.freezeAndCatchUp()
+                    try await ops.copySequencesToCluster()
+                    leader = try await ops.leader()
+                } else {
+                    let standbyLeader = await ops.standbyLeader()
+                    try await ops.freezeAndCatchUp()
+                    leader = try await ops.promote(standbyLeader: standbyLeader)
+                }
                 async let targetReady: Void = ops.awaitSwitchTarget()
                 try await ops.prepareWayBack(leader: leader)
                 try await targetReady
@@ -161,8 +178,14 @@ public struct CutoverStage: MigrationStageExecutor {
             try await ops.awaitSwitchTarget()
             try await ops.switchApplication()
         }
-        // Outside the pause: a member cloned during it would have inherited the freeze.
-        try await ops.resetInheritedFreeze("reset-inherited-freeze:after-switch")
+        if ops.isLogical {
+            // Before the way back starts: else the single node would publish the cluster's writes
+            // back to it.
+            try await ops.dropForwardSubscriptions()
+        } else {
+            // Outside the pause: a member cloned during it would have inherited the freeze.
+            try await ops.resetInheritedFreeze("reset-inherited-freeze:after-switch")
+        }
         try await ops.subscribeSingleNode()
         try await ops.proveWayBack()
         try await ops.awaitReplicasStreaming()
@@ -269,6 +292,10 @@ public struct CutoverStage: MigrationStageExecutor {
 enum CutoverDatabasesNames {
     static func slots(_ playbook: Playbook) -> [String] {
         CutoverStage.pgbouncerDatabases(playbook).map { CutoverStage.wayBackSlot(playbook, database: $0) }
+    }
+
+    static func forward(_ playbook: Playbook) -> [String] {
+        CutoverStage.pgbouncerDatabases(playbook).map { LogicalSync.subscriptionName(playbook, database: $0) }
     }
 }
 

@@ -34,13 +34,13 @@ public struct ShadowStage: MigrationStageExecutor {
 
     public init() {}
 
-    public func unavailableReason(for playbook: Playbook) -> String? {
+    public func notApplicableReason(for playbook: Playbook) -> String? {
         switch playbook.sync.method {
         case .physical: return nil
         case .logical:
             // Its lag checks follow physical replay (a member's replay LSN against the single
             // node's), and its canary table would be DDL on the single node during a logical sync.
-            return "the shadow stage of the logical method is not built yet in this version of pgha (the physical method's is): a run stops after sync"
+            return "skipped: the shadow replay of this version of pgha compares members by their physical replay of the single node's WAL, which the logical method's cluster does not have; the logical method's data is checked by the sync's gate and `pgha compare`"
         }
     }
 

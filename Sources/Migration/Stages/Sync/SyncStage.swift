@@ -98,6 +98,11 @@ public struct SyncStage: MigrationStageExecutor {
         let journal = try context.requireJournal()
         let p = context.playbook
         if p.sync.method == .logical {
+            // sync.start_cluster: whatever makes the running cluster reachable (the sandbox's
+            // HAProxy in front of it), before the copy.
+            if let start = p.sync.startCluster {
+                try await runHookOnce(context, journal: journal, key: "sync.start_cluster", command: start, undoKey: p.sync.stopCluster == nil ? nil : "sync.stop_cluster")
+            }
             let sync = logical(context, journal: journal)
             defer { sync.db.close() }
             return try await sync.run()
@@ -165,9 +170,15 @@ public struct SyncStage: MigrationStageExecutor {
         let journal = try context.requireJournal()
         let p = context.playbook
         if p.sync.method == .logical {
+            let ran = journal.step(stage, named: "hook:sync.start_cluster").map { $0.phase == .done || $0.phase == .intent } == true
             let sync = logical(context, journal: journal)
             defer { sync.db.close() }
-            return try await sync.undo()
+            try await sync.undo()
+            if ran, let command = p.sync.stopCluster {
+                context.progress("running sync.stop_cluster")
+                try await runHook(context, key: "sync.stop_cluster", command: command)
+            }
+            return
         }
         let inspector = SyncInspector(connections: StageConnections(context), slot: p.sync.slot)
         defer { inspector.close() }
@@ -288,16 +299,16 @@ public struct SyncStage: MigrationStageExecutor {
                 "the cluster's leader and timeline unchanged since the copy started: after an unplanned leader change rows may be missing silently, so the stage stops",
                 "no progress for \(Int(s.stallTimeoutSeconds)) s (sync.stall_timeout) stops the stage",
             ],
-            changes: databases.flatMap { d in [
+            changes: (s.startCluster.map { ["run sync.start_cluster (`\($0)`) before the copy"] } ?? []) + databases.flatMap { d in [
                 "CREATE DATABASE \(d.cluster) on the cluster's leader (it must not exist), and the single node's schema of \(d.source) restored in it (pg_dump --schema-only | psql, one transaction)",
                 "CREATE PUBLICATION \(s.publication) FOR ALL TABLES on the single node (\(d.source))",
                 "CREATE SUBSCRIPTION \(LogicalSync.subscriptionName(p, database: d.source)) on the cluster, logging in to the single node as \(s.publisherUser ?? "?") (sync.publisher), synchronous_commit = on",
             ] },
-            undo: [
+            undo: (s.stopCluster.map { ["run sync.stop_cluster (`\($0)`) last"] } ?? []) + [
                 "drop the subscriptions on the cluster and their slots on the single node",
                 "drop publication \(s.publication) on the single node",
                 "drop the databases pgha created on the cluster (" + databases.map(\.cluster).joined(separator: ", ") + ")",
             ],
-            warnings: ["the shadow and cutover stages of the logical method are not built yet: a run stops after sync"])
+            warnings: [])
     }
 }
