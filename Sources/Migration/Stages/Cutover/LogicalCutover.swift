@@ -114,13 +114,7 @@ extension CutoverOperations {
         var markers: [(database: (source: String, cluster: String), token: String)] = []
         var finalLSN = LSN.invalid
         try await step("final-lsn", "a marker row per database on the frozen single node, then its final LSN") {
-            for database in db.databases {
-                let token = "final-\(UUID().uuidString)"
-                let s = try await db.source(database.source)
-                try await db.writable(s)
-                try await db.run(s, "INSERT INTO \(CutoverStage.canaryTable) (token) VALUES ($1)", [.text(token)], what: "writing the final marker on the single node")
-                markers.append((database, token))
-            }
+            markers = try await writeFinalMarkers()
             finalLSN = try await db.currentLSN(source)
             try record { $0.finalLSN = finalLSN.description }
             return nil
@@ -128,13 +122,7 @@ extension CutoverOperations {
         if markers.isEmpty {
             // Resumed after the markers were written: any row they wrote is older than the
             // freeze's end; a fresh marker proves the same.
-            for database in db.databases {
-                let token = "final-\(UUID().uuidString)"
-                let s = try await db.source(database.source)
-                try await db.writable(s)
-                try await db.run(s, "INSERT INTO \(CutoverStage.canaryTable) (token) VALUES ($1)", [.text(token)], what: "writing the final marker on the single node")
-                markers.append((database, token))
-            }
+            markers = try await writeFinalMarkers()
             finalLSN = try await db.currentLSN(source)
         }
         let leader = try await leader()
@@ -166,6 +154,20 @@ extension CutoverOperations {
         }
         try record { $0.caughtUpAt = now }
         context.progress("the cluster applied the single node's final LSN \(finalLSN) (marker rows arrived on \(leader.name)); every replica replayed it")
+    }
+
+    /// One marker row per database in `pgha_canary`, written by pgha's own session on the
+    /// frozen single node.
+    func writeFinalMarkers() async throws -> [(database: (source: String, cluster: String), token: String)] {
+        var markers: [(database: (source: String, cluster: String), token: String)] = []
+        for database in db.databases {
+            let token = "final-\(UUID().uuidString)"
+            let s = try await db.source(database.source)
+            try await db.writable(s)
+            try await db.run(s, "INSERT INTO \(CutoverStage.canaryTable) (token) VALUES ($1)", [.text(token)], what: "writing the final marker on the single node")
+            markers.append((database, token))
+        }
+        return markers
     }
 
     // MARK: - Sequences
