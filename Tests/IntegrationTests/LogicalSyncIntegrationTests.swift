@@ -197,4 +197,81 @@ struct LogicalSyncIntegrationTests {
         #expect(try source.query("SELECT count(*) FROM pg_subscription").int(0, 0) == 0)
         #expect(try source.query("SELECT current_setting('default_transaction_read_only')").string(0, 0) == "off")
     }
+
+    // MARK: - A crash of the cluster's leader during sync
+
+    @Test("the whole leader node crashes during the logical sync (SIGKILL of Patroni and the postmaster) under load: the change is verified by a compare, what differs copied again, and the migration ends with no row missing", .timeLimit(.minutes(10)))
+    func wholeLeaderNodeCrashDuringSync() throws {
+        try leaderCrashDuringSync(postmasterOnly: false)
+    }
+
+    @Test("the leader's postmaster alone is killed during the logical sync under load: the restart is noticed and verified, and the migration ends with no row missing", .timeLimit(.minutes(10)))
+    func leaderPostmasterCrashDuringSync() throws {
+        try leaderCrashDuringSync(postmasterOnly: true)
+    }
+
+    /// The sync runs under the workload; once the last subscription copies, the cluster's leader
+    /// is crashed. The sync must notice the new leader (or the restarted postmaster), compare
+    /// every table once everything is copied and streaming, copy again what differs, and pass its
+    /// gate; the crashed member is restarted and the migration completes; the workload's judge
+    /// then finds every acknowledged write on the cluster, once.
+    func leaderCrashDuringSync(postmasterOnly: Bool) throws {
+        let work = try workspace()
+        defer {
+            restore(work)
+            _ = cli.run(["sandbox", "up"], in: try! Workspace(cli), timeout: 180)
+        }
+        let workload = try cutover.startWorkload(work)
+        let sync = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)
+        #expect(sync.waitForOutput("subscription pgha_lt_shared_knowledge on the cluster", timeout: 120), "\(sync.stdout)")
+        // Patroni's synchronous mode is on while the subscriptions copy.
+        let before = try leader(database: "postgres")
+        let standbys = try before.query("SHOW synchronous_standby_names").string(0, 0) ?? ""
+        #expect(!standbys.isEmpty, "synchronous_standby_names is set on the leader (Patroni's synchronous_mode)")
+        let leaderName = try before.query("SELECT host(inet_server_addr())").string(0, 0) ?? "?"
+        before.close()
+        // A row lost on the cluster, as the silent loss loses them: deleted on the leader once
+        // pgbench_accounts is copied (not replicated back: nothing subscribes to the cluster).
+        let copy = try leader(database: "lt_project")
+        var ready = false
+        for _ in 0..<600 where !ready {
+            ready = try copy.query("SELECT count(*) FROM pg_subscription_rel WHERE srrelid = 'pgbench_accounts'::regclass AND srsubstate = 'r'").int(0, 0) == 1
+            if !ready { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        #expect(ready, "pgbench_accounts copied within 60 s")
+        #expect(try copy.query("DELETE FROM pgbench_accounts WHERE aid = 4242").affectedRows == 1)
+        copy.close()
+        Thread.sleep(forTimeInterval: 0.5)
+        guard let member = sandbox.cluster.members.first(where: { $0.host == leaderName }) else {
+            Issue.record("no sandbox member at \(leaderName)")
+            return
+        }
+        let killed = try SandboxController(configuration: sandbox).crash(member: member.name, postmasterOnly: postmasterOnly)
+        #expect(killed.count == (postmasterOnly ? 1 : 2), "signalled \(killed)")
+        let finished = sync.wait(timeout: 400)
+        #expect(finished.exitCode == 0 && finished.stdout.contains("gate sync: PASS"), "\(finished)")
+        #expect(finished.stdout.contains("the cluster's leader changed during the logical sync"), "\(finished.stdout)")
+        #expect(finished.stdout.contains("after the leader change"), "\(finished.stdout)")
+        #expect(finished.stdout.contains("copied again: distributed_postgres_cluster.public.pgbench_accounts"), "\(finished.stdout)")
+        let repaired = try leader(database: "lt_project")
+        #expect(try repaired.query("SELECT count(*) FROM pgbench_accounts WHERE aid = 4242").int(0, 0) == 1, "the lost row copied again")
+        #expect(try repaired.query("SELECT count(*) FROM pgbench_accounts").int(0, 0) == 100_000)
+        repaired.close()
+        print("[logical crash postmasterOnly=\(postmasterOnly)] " + finished.stdout.split(separator: "\n").filter { $0.contains("leader change") || $0.contains("copied again") || $0.contains("compare:") }.joined(separator: "\n"))
+        // The crashed member back (it rejoins as a replica), then the rest of the migration.
+        let up = cli.run(["sandbox", "up"], in: work, timeout: 180)
+        #expect(up.exitCode == 0, "\(up)")
+        let rest = cli.run(["resume", "--state-dir", work.stateDir], in: work, timeout: 600)
+        let judged = cutover.stopWorkload(workload, work)
+        #expect(rest.exitCode == 0 && rest.stdout.contains("Migration complete"), "\(rest)")
+        let report = try judged()
+        print("[logical crash postmasterOnly=\(postmasterOnly)] workload \(report.summary)")
+        #expect(report.acknowledged > 200, "\(report.summary)")
+        #expect(report.missing == 0 && report.duplicated == 0, "\(report.summary)")
+        let state = try StateStore(directory: work.stateDir).load()
+        #expect(state.steps.contains { $0.stage == .sync && $0.name.hasPrefix("verified:") && $0.phase == .done })
+        // synchronous_mode was put back after the cutover.
+        let after = try leader(database: "postgres")
+        #expect(try after.query("SHOW synchronous_standby_names").string(0, 0) == "", "synchronous_mode put back (off)")
+    }
 }

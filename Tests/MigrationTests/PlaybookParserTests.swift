@@ -106,6 +106,16 @@ struct PlaybookParserTests {
         #expect(without.target.memberTLS?.verifyClient == Playbook.MemberTLS.VerifyClient.none)
     }
 
+    @Test("sync.synchronous_mode defaults to true, reads false, and refuses anything else naming the key")
+    func synchronousMode() throws {
+        #expect(try samplePlaybook().sync.synchronousMode == true)
+        let off = try PlaybookParser.parse(sample(replacing: "  method: logical", with: "  method: logical\n  synchronous_mode: false"), file: "x.yml")
+        #expect(off.sync.synchronousMode == false && off.sync.method == .logical)
+        let bad = issues(sample(replacing: "  method: logical", with: "  method: logical\n  synchronous_mode: maybe"))
+        #expect(bad.map(\.key) == ["sync.synchronous_mode"])
+        #expect(bad.first?.message.contains("expected one of true, false") == true)
+    }
+
     @Test("a wrong type names line, column, key and what was found")
     func wrongType() {
         let found = issues(sample(replacing: "api_hosts: [127.0.0.11, 127.0.0.12, \"127.0.0.13:8009\"]", with: "api_hosts: 8008"))

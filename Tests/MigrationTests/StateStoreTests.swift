@@ -40,6 +40,24 @@ struct StateStoreTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: store.directory).sorted() == ["state.json"])
     }
 
+    @Test("a Patroni setting's undo (with and without a previous value) is written with its kind and read back unchanged")
+    func patroniSettingUndoRoundTrip() throws {
+        var state = Self.sampleState()
+        let undos: [StepUndo] = [
+            .patroniSetting(.init(key: "synchronous_mode", previous: nil)),
+            .patroniSetting(.init(key: "synchronous_mode", previous: "false")),
+            .patroniSlot(.init(name: "pgha_back", database: "app")),
+        ]
+        for (i, undo) in undos.enumerated() {
+            state.steps.append(.init(id: 10 + i, stage: .sync, name: "step-\(i)", phase: .done, detail: "d", undo: undo, intendedAt: Date(timeIntervalSince1970: 0)))
+        }
+        let data = try StateStore.encode(state)
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(text.contains("\"kind\" : \"patroni-setting\""))
+        let back = try StateStore.decode(data, path: "state.json")
+        #expect(back.steps.suffix(3).map(\.undo) == undos)
+    }
+
     @Test("dates are written with milliseconds and read back to the millisecond; whole-second dates of older files still load")
     func millisecondDates() throws {
         var state = Self.sampleState()

@@ -275,13 +275,20 @@ public struct Playbook: Hashable, Sendable {
         public var publisherPassword: EnvironmentReference?
         /// Logical method: the publication on the single node (one per database, same name).
         public var publication: String
+        /// Logical method: Patroni's `synchronous_mode` switched on while the subscriptions copy
+        /// and stream (with their `synchronous_commit = on` the leader's commit waits for a
+        /// synchronous standby, so a crash of the whole leader node loses no applied row); put
+        /// back as it was after the cutover, or by the sync's undo.
+        public var synchronousMode: Bool
 
         public init(
             method: Method = .physical, slot: String = "pgha_standby", maxWALRetentionBytes: Int64 = 10 << 30,
             caughtUpLagBytes: Int64 = 1 << 20, clusterTimeoutSeconds: Double = 3600, stallTimeoutSeconds: Double = 600,
             startCluster: String? = nil, stopCluster: String? = nil, hookTimeoutSeconds: Double = 600,
-            publisherUser: String? = nil, publisherPassword: EnvironmentReference? = nil, publication: String = "pgha_sync"
+            publisherUser: String? = nil, publisherPassword: EnvironmentReference? = nil, publication: String = "pgha_sync",
+            synchronousMode: Bool = true
         ) {
+            self.synchronousMode = synchronousMode
             self.publisherUser = publisherUser
             self.publisherPassword = publisherPassword
             self.publication = publication

@@ -39,8 +39,9 @@ extension PlaybookReader {
         guard let node else { return d }
         guard let m = mapping(node, path: "sync", allowed: [
             "method", "slot", "max_wal_retention", "caught_up_lag", "cluster_timeout", "stall_timeout",
-            "start_cluster", "stop_cluster", "hook_timeout", "publisher", "publication",
+            "start_cluster", "stop_cluster", "hook_timeout", "publisher", "publication", "synchronous_mode",
         ], required: []) else { return nil }
+        if m["synchronous_mode"] != nil, choice(m, "synchronous_mode", ["true", "false"]) == nil { return nil }
         var publisherUser: String?
         var publisherPassword: EnvironmentReference?
         if let p = m["publisher"] {
@@ -79,7 +80,8 @@ extension PlaybookReader {
             stallTimeoutSeconds: duration(m, "stall_timeout") ?? d.stallTimeoutSeconds,
             startCluster: start, stopCluster: stop,
             hookTimeoutSeconds: duration(m, "hook_timeout") ?? d.hookTimeoutSeconds,
-            publisherUser: publisherUser, publisherPassword: publisherPassword, publication: publication)
+            publisherUser: publisherUser, publisherPassword: publisherPassword, publication: publication,
+            synchronousMode: m["synchronous_mode"] == nil ? d.synchronousMode : choice(m, "synchronous_mode", ["true", "false"]) == "true")
     }
 
     /// `target.patroni_dcs: {ttl, loop_wait, retry_timeout}`, held to what Patroni accepts.

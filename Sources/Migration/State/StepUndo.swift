@@ -29,6 +29,9 @@ public enum StepUndo: Hashable, Sendable {
     case createdObject(CreatedObject)
     /// A Patroni permanent slot declared in the dynamic configuration; undo removes it.
     case patroniSlot(PatroniSlot)
+    /// A key of Patroni's dynamic configuration changed (`PATCH /config`); undo puts back its
+    /// previous value (or removes it).
+    case patroniSetting(PatroniSetting)
     /// The cluster was promoted: cannot be undone (the cluster is rebuilt: sync's undo stops and
     /// empties it).
     case promotion(Promotion)
@@ -129,6 +132,17 @@ public enum StepUndo: Hashable, Sendable {
         }
     }
 
+    public struct PatroniSetting: Codable, Hashable, Sendable {
+        /// The key (`synchronous_mode`).
+        public var key: String
+        /// Its value before, as JSON text (`false`), or nil when the configuration did not have it.
+        public var previous: String?
+        public init(key: String, previous: String?) {
+            self.key = key
+            self.previous = previous
+        }
+    }
+
     public struct Promotion: Codable, Hashable, Sendable {
         /// The standby leader that was promoted.
         public var member: String
@@ -179,6 +193,7 @@ public enum StepUndo: Hashable, Sendable {
         case .pgbouncerPause: return "pgbouncer-pause"
         case .createdObject: return "created-object"
         case .patroniSlot: return "patroni-slot"
+        case .patroniSetting: return "patroni-setting"
         case .promotion: return "promotion"
         case .legacy: return "legacy"
         }
@@ -211,12 +226,13 @@ extension StepUndo: Codable {
         case "pgbouncer-pause": self = .pgbouncerPause(try PgBouncerPause(from: decoder))
         case "created-object": self = .createdObject(try CreatedObject(from: decoder))
         case "patroni-slot": self = .patroniSlot(try PatroniSlot(from: decoder))
+        case "patroni-setting": self = .patroniSetting(try PatroniSetting(from: decoder))
         case "promotion": self = .promotion(try Promotion(from: decoder))
         case "legacy": self = .legacy(try container.decode([String: String].self, forKey: .values))
         default:
             throw DecodingError.dataCorruptedError(
                 forKey: .kind, in: container,
-                debugDescription: "unknown undo kind \"\(kind)\" (expected nothing, replication-slot, hook, server-settings, table, role-logins, replica-identity, pgbouncer-pause, created-object, patroni-slot, promotion or legacy; written by a newer pgha?)")
+                debugDescription: "unknown undo kind \"\(kind)\" (expected nothing, replication-slot, hook, server-settings, table, role-logins, replica-identity, pgbouncer-pause, created-object, patroni-slot, patroni-setting, promotion or legacy; written by a newer pgha?)")
         }
     }
 
@@ -234,6 +250,7 @@ extension StepUndo: Codable {
         case .pgbouncerPause(let v): try v.encode(to: encoder)
         case .createdObject(let v): try v.encode(to: encoder)
         case .patroniSlot(let v): try v.encode(to: encoder)
+        case .patroniSetting(let v): try v.encode(to: encoder)
         case .promotion(let v): try v.encode(to: encoder)
         case .legacy(let values): try container.encode(values, forKey: .values)
         }
@@ -242,7 +259,7 @@ extension StepUndo: Codable {
     /// Every free text, masked (the state's last line of defence against a secret).
     func redacted(by redactor: SecretRedactor) -> StepUndo {
         switch self {
-        case .nothing, .replicationSlot, .hook, .serverSettings, .table, .roleLogins, .replicaIdentity, .pgbouncerPause, .createdObject, .patroniSlot, .promotion:
+        case .nothing, .replicationSlot, .hook, .serverSettings, .table, .roleLogins, .replicaIdentity, .pgbouncerPause, .createdObject, .patroniSlot, .patroniSetting, .promotion:
             return self
         case .legacy(let values):
             return .legacy(Dictionary(values.map { (redactor.redact($0.key), redactor.redact($0.value)) }, uniquingKeysWith: { first, _ in first }))

@@ -27,6 +27,25 @@ final class CutoverDatabases: Sendable {
 
     func close() { cache.close() }
 
+    /// `PATCH /config`, retried while no REST API answers (a member busy restarting — copying the
+    /// permanent slots restarts the replicas — or a loaded machine), for up to 15 s. A merge patch
+    /// is idempotent, so sending it again is safe; Patroni refusing it fails at once.
+    func patchConfig(_ patch: JSONValue, what: String, context: StageContext) async throws {
+        let client = try connections.patroniClient()
+        let deadline = context.clock.now().addingTimeInterval(15)
+        while true {
+            do {
+                try await client.patchConfig(patch)
+                return
+            } catch {
+                if error.code == .rejected || context.clock.now() >= deadline {
+                    throw MigrationError(.stageFailed, "Patroni refused \(what) (PATCH /config): \(connections.describe(error.description))")
+                }
+            }
+            try await context.sleep(for: .milliseconds(250))
+        }
+    }
+
     var playbook: Playbook { connections.playbook }
 
     /// The databases that move: the single node's names, each with the cluster's name for it.

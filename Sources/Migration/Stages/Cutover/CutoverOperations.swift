@@ -59,23 +59,8 @@ struct CutoverOperations: Sendable {
         }
     }
 
-    /// `PATCH /config`, retried while no REST API answers (a member busy restarting — copying the
-    /// permanent slots restarts the replicas — or a loaded machine), for up to 15 s. A merge patch
-    /// is idempotent, so sending it again is safe; Patroni refusing it fails at once.
     func patchConfig(_ patch: JSONValue, what: String) async throws {
-        let client = try db.connections.patroniClient()
-        let deadline = now.addingTimeInterval(15)
-        while true {
-            do {
-                try await client.patchConfig(patch)
-                return
-            } catch {
-                if error.code == .rejected || now >= deadline {
-                    throw MigrationError(.stageFailed, "Patroni refused \(what) (PATCH /config): \(db.connections.describe(error.description))")
-                }
-            }
-            try await context.sleep(for: .milliseconds(250))
-        }
+        try await db.patchConfig(patch, what: what, context: context)
     }
 
     // MARK: - 1. Guardrails
@@ -174,7 +159,7 @@ struct CutoverOperations: Sendable {
                     return nil
                 }
             }
-            if isLogical { try await refreshForwardSubscription(database) }
+            if isLogical { try await refreshForwardSubscription(database, tables: tables.map(\.0)) }
         }
         // Logical method: the way back's slots are declared inside the pause, after the catch-up
         // (a running cluster's Patroni creates them at once; made earlier, they would hold the

@@ -31,10 +31,18 @@ extension CutoverOperations {
     func logicalMemberProblems() async throws -> (problems: [String], lags: [String]) {
         var problems: [String] = []
         let sync = logicalSync()
+        if let (reason, _) = await sync.leaderChange() {
+            // A leader change since the sync (or one it did not verify): verified the way the
+            // sync stage does, before anything is frozen.
+            context.progress(reason + ": verified now, as the sync stage does")
+            try await sync.wait()
+        }
         let look = try await sync.look()
         if look.tables == 0 || look.ready < look.tables {
             problems.append("the forward subscriptions have \(look.ready) of \(look.tables) tables ready (a cutover after a rollback after cutover needs the sync again: `pgha rollback`, then `pgha run`)")
         } else if let (reason, _) = await sync.problem(look) {
+            problems.append(reason)
+        } else if let (reason, _) = await sync.leaderChange() {
             problems.append(reason)
         }
         if look.lagBytes > playbook.thresholds.maxLagBytes {
@@ -95,9 +103,22 @@ extension CutoverOperations {
     }
 
     /// The forward subscription learns the tables created since the copy (empty on both sides).
-    func refreshForwardSubscription(_ database: (source: String, cluster: String)) async throws {
+    func refreshForwardSubscription(_ database: (source: String, cluster: String), tables: [String]) async throws {
         let name = LogicalSync.subscriptionName(playbook, database: database.source)
-        try await step("refresh:\(database.source)", "ALTER SUBSCRIPTION \(name) REFRESH PUBLICATION (copy_data = false): pgha's tables flow too") {
+        let publication = playbook.sync.publication
+        try await step("refresh:\(database.source)", "pgha's tables added to publication \(publication), then ALTER SUBSCRIPTION \(name) REFRESH PUBLICATION (copy_data = false): they flow too") {
+            // The sync's publication lists its tables (dropping a table takes it out again).
+            let source = try await db.source(database.source)
+            for table in tables {
+                let r = try await db.run(source, """
+                    SELECT p.puballtables OR EXISTS (SELECT 1 FROM pg_publication_rel r WHERE r.prpubid = p.oid AND r.prrelid = to_regclass($2))
+                    FROM pg_publication p WHERE p.pubname = $1
+                    """, [.text(publication), .text(table)], what: "looking for \(table) in publication \(publication)")
+                if r.rowCount == 1, try r.bool(0, 0) == false {
+                    try await db.writable(source)
+                    try await db.run(source, "ALTER PUBLICATION \(SQLQuoting.identifier(publication)) ADD TABLE \(table)", what: "adding \(table) to publication \(publication)")
+                }
+            }
             let leader = try await leader()
             let c = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
             try await db.run(c, "ALTER SUBSCRIPTION \(SQLQuoting.identifier(name)) REFRESH PUBLICATION WITH (copy_data = false)", what: "refreshing subscription \(name)")
@@ -205,6 +226,16 @@ extension CutoverOperations {
             }
         }
         context.progress("the forward subscriptions are dropped: the cluster no longer follows the single node")
+        // The sync's synchronous mode was for the forward copy: put back as it was (its sync
+        // step is then undone, so that a rollback does not do it twice).
+        if let switched = journal.step(.sync, named: LogicalSync.synchronousModeStep), switched.phase == .done,
+           case .patroniSetting(let setting) = switched.undo {
+            try await step("synchronous-mode-restore", "Patroni's \(setting.key) put back to \(setting.previous ?? "unset") (the sync had switched it on)") {
+                try await sync.restore(setting)
+                return nil
+            }
+            try journal.markStepUndone(switched.id)
+        }
     }
 
     /// Before an attempt starts over (or after it failed before the switch): the way back's slot

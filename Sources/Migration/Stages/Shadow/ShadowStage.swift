@@ -392,7 +392,7 @@ public struct ShadowStage: MigrationStageExecutor {
             case .table(let table):
                 _ = try await admin.query("DROP TABLE IF EXISTS \(table.name)", timeout: .seconds(30))
                 context.progress("canary table \(table.name) dropped on the single node")
-            case .nothing, .replicationSlot, .hook, .roleLogins, .replicaIdentity, .pgbouncerPause, .createdObject, .patroniSlot, .promotion, .legacy:
+            case .nothing, .replicationSlot, .hook, .roleLogins, .replicaIdentity, .pgbouncerPause, .createdObject, .patroniSlot, .patroniSetting, .promotion, .legacy:
                 break
             }
             try journal.markStepUndone(step.id)

@@ -63,13 +63,6 @@ struct LogicalSync {
         return leader
     }
 
-    /// The leader's timeline per Patroni (`/cluster`).
-    func leaderTimeline() async -> (name: String, timeline: Int)? {
-        guard let client = try? db.connections.patroniClient(), let answer = try? await client.cluster(),
-              let leader = answer.value.leader, let timeline = leader.timeline else { return nil }
-        return (leader.name, timeline)
-    }
-
     func run() async throws {
         let leader = try await leader()
         for database in db.databases {
@@ -77,9 +70,8 @@ struct LogicalSync {
             try await createDatabase(database, on: leader)
             try await copySchema(database, on: leader)
         }
-        if let timeline = await leaderTimeline() {
-            try await step("cluster-timeline", "the cluster's leader \(timeline.name) is on timeline \(timeline.timeline)") {}
-        }
+        try await enableSynchronousMode()
+        try await recordIdentity()
         for database in db.databases {
             try context.checkCancellation()
             try await createPublication(database)
@@ -161,14 +153,27 @@ struct LogicalSync {
         }
     }
 
+    /// The tables the publication lists: every permanent table (a partitioned one as its root),
+    /// outside the system schemas. Unlogged tables cannot be published (prerequisites name them).
+    static let publishedTablesSQL = """
+        SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p'
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+        ORDER BY 1
+        """
+
     func createPublication(_ database: (source: String, cluster: String)) async throws {
         let name = sync.publication
-        try await step("publication:\(database.source)", "CREATE PUBLICATION \(name) FOR ALL TABLES on the single node (\(database.source))",
+        try await step("publication:\(database.source)", "CREATE PUBLICATION \(name) FOR TABLE (every table) on the single node (\(database.source))",
                        undo: .createdObject(.init(server: "source", database: database.source, kind: "publication", name: name))) {
             let source = try await db.source(database.source)
             let exists = try await db.run(source, "SELECT 1 FROM pg_publication WHERE pubname = $1", [.text(name)], what: "looking for publication \(name)")
             if exists.rowCount == 0 {
-                try await db.run(source, "CREATE PUBLICATION \(SQLQuoting.identifier(name)) FOR ALL TABLES", what: "CREATE PUBLICATION \(name)")
+                // A list, not FOR ALL TABLES: one table can then be copied again (after a leader
+                // change). A table created later is DDL, which stops the stage anyway.
+                let tables = try await db.run(source, Self.publishedTablesSQL, what: "listing the tables of \(database.source)")
+                let list = (0..<tables.rowCount).compactMap { tables.string($0, 0) }
+                try await db.run(source, "CREATE PUBLICATION \(SQLQuoting.identifier(name))" + (list.isEmpty ? "" : " FOR TABLE " + list.joined(separator: ", ")), what: "CREATE PUBLICATION \(name)")
             }
             context.progress("\(database.source): publication \(name) on the single node")
         }
@@ -283,24 +288,53 @@ struct LogicalSync {
             return ("the single node's schema changed during sync (DDL is not replicated logically): " + look.schemaChanges.prefix(5).joined(separator: "; "),
                     "apply the same DDL on the cluster, then `pgha resume`; or `pgha rollback` and run again")
         }
-        return await leaderChange()
+        return nil
     }
 
-    /// The cluster's leader or timeline is not the one the copy started with.
+    /// Why the copy cannot be trusted yet after leader changes, if it cannot: a change not
+    /// verified, or a leader other than the one journaled last.
     func leaderChange() async -> (String, String)? {
-        guard let recorded = journal.step(stage, named: "cluster-timeline")?.detail, let now = await leaderTimeline(),
-              recorded != "the cluster's leader \(now.name) is on timeline \(now.timeline)" else { return nil }
-        return ("the cluster's leader changed during the logical sync (\(recorded.replacingOccurrences(of: "the cluster's leader ", with: "")); now \(now.name) on timeline \(now.timeline)): rows the old leader had applied and confirmed may be missing on the new one, without any error",
-                "`pgha rollback` and run the sync again (or check every table with `pgha compare` before trusting it)")
+        let pending = unverifiedChanges
+        if !pending.isEmpty {
+            return ("the cluster's leader changed during the logical sync and the compare that verifies it has not finished (leader change \(pending.map(String.init).joined(separator: ", ")))",
+                    "`pgha resume` compares every table and copies again what differs")
+        }
+        if let recorded = recordedIdentity, let now = await leaderIdentity(), now != recorded {
+            return ("the cluster's leader is not the one of the copy (\(recorded); now \(now.replacingOccurrences(of: "the cluster's leader ", with: "")))",
+                    "`pgha resume` compares every table and copies again what differs")
+        }
+        return nil
     }
 
     func wait() async throws {
         let started = context.clock.now()
         var lastProgress = started
         var best = (ready: -1, lag: Int64.max)
+        var unreachableSince: Date?
         while true {
             try context.checkCancellation()
-            let look = try await look()
+            let look: Look
+            do {
+                look = try await self.look()
+                unreachableSince = nil
+            } catch let error as MigrationError where error.code == .stageFailed {
+                // No leader (a failover under way) or a member not answering: waited for, up to
+                // sync.stall_timeout.
+                let now = context.clock.now()
+                let since = unreachableSince ?? now
+                unreachableSince = since
+                if now.timeIntervalSince(since) > sync.stallTimeoutSeconds {
+                    try context.activity.doneWaiting()
+                    throw MigrationError(.stageFailed, "the cluster did not answer for \(Int(sync.stallTimeoutSeconds)) s (sync.stall_timeout): \(error.message)")
+                }
+                try context.activity.waiting("the cluster to answer again (a leader change?): " + error.message, detail: nil, deadline: since.addingTimeInterval(sync.stallTimeoutSeconds))
+                try await context.sleep(for: pollInterval)
+                continue
+            }
+            if try await noticeLeaderChange() {
+                best = (-1, Int64.max)
+                lastProgress = context.clock.now()
+            }
             if let (reason, advice) = await problem(look) {
                 try context.activity.doneWaiting()
                 throw MigrationError(.stageFailed, reason + ". Next: " + advice)
@@ -317,6 +351,14 @@ struct LogicalSync {
                                                         value: look.lagBytes, target: sync.caughtUpLagBytes))
             }
             if look.tables > 0, look.ready == look.tables, look.lagBytes <= sync.caughtUpLagBytes {
+                let changes = unverifiedChanges
+                if !changes.isEmpty {
+                    // Everything copied and streaming on the new leader: now it can be compared.
+                    try await verifyAfterLeaderChanges(changes)
+                    best = (-1, Int64.max)
+                    lastProgress = context.clock.now()
+                    continue
+                }
                 try context.activity.doneWaiting()
                 context.progress("every table copied (\(look.tables)); the subscriptions stream, lag \(formatBytes(look.lagBytes))")
                 return
@@ -361,9 +403,11 @@ struct LogicalSync {
             ? .pass("sync.schema", observed: "the cluster has the single node's tables and columns", expected: "no DDL since the copy")
             : .fail("sync.schema", observed: look.schemaChanges.prefix(5).joined(separator: "; "), expected: "no DDL since the copy", advice: "apply the DDL on the cluster, then `pgha resume`"))
         if let (reason, advice) = await leaderChange() {
-            results.append(.fail("sync.leader_unchanged", observed: reason, expected: "the leader of the copy", advice: advice))
+            results.append(.fail("sync.leader_unchanged", observed: reason, expected: "no unplanned leader change, or each verified", advice: advice))
         } else {
-            results.append(.pass("sync.leader_unchanged", observed: "the leader and timeline of the copy", expected: "no unplanned leader change during sync"))
+            let verified = journal.steps(of: stage).filter { $0.phase == .done && $0.name.hasPrefix(Self.verifiedPrefix) }.count
+            results.append(.pass("sync.leader_unchanged", observed: verified == 0 ? "the leader of the copy" : "\(verified) leader change(s), each verified by a compare (what differed copied again)",
+                                 expected: "no unplanned leader change, or each verified"))
         }
         return results
     }
@@ -372,6 +416,9 @@ struct LogicalSync {
 
     func undo() async throws {
         for step in journal.steps(of: stage).reversed() where step.phase == .done || step.phase == .intent {
+            if case .patroniSetting(let setting) = step.undo {
+                try await restore(setting)
+            }
             if case .createdObject(let object) = step.undo {
                 switch (object.server, object.objectKind) {
                 case ("cluster", "subscription"):

@@ -199,7 +199,7 @@ public struct SyncStage: MigrationStageExecutor {
                 } else {
                     context.progress("slot \(slot.name) existed before pgha: left in place")
                 }
-            case .hook, .nothing, .legacy, .serverSettings, .table, .roleLogins, .replicaIdentity, .pgbouncerPause, .createdObject, .patroniSlot, .promotion:
+            case .hook, .nothing, .legacy, .serverSettings, .table, .roleLogins, .replicaIdentity, .pgbouncerPause, .createdObject, .patroniSlot, .patroniSetting, .promotion:
                 break
             }
             try journal.markStepUndone(step.id)
@@ -296,19 +296,23 @@ public struct SyncStage: MigrationStageExecutor {
                 "lag ≤ \(formatBytes(s.caughtUpLagBytes)) (sync.caught_up_lag); no copy or apply error on the cluster",
                 "the slots hold back ≤ \(formatBytes(s.maxWALRetentionBytes)) of WAL (sync.max_wal_retention), else the stage stops",
                 "no DDL on the single node since the schema was copied (its tables and columns are the cluster's), else the stage stops",
-                "the cluster's leader and timeline unchanged since the copy started: after an unplanned leader change rows may be missing silently, so the stage stops",
+                "the cluster's leader (its name, timeline and postmaster start) watched: after an unplanned leader change rows may be missing silently, so every table is compared with the single node once all are copied, and each that differs is copied again",
                 "no progress for \(Int(s.stallTimeoutSeconds)) s (sync.stall_timeout) stops the stage",
             ],
-            changes: (s.startCluster.map { ["run sync.start_cluster (`\($0)`) before the copy"] } ?? []) + databases.flatMap { d in [
+            changes: (s.startCluster.map { ["run sync.start_cluster (`\($0)`) before the copy"] } ?? [])
+                + (s.synchronousMode ? ["PATCH /config synchronous_mode: true on the cluster while the subscriptions copy and stream (sync.synchronous_mode; put back after the cutover)"] : [])
+                + databases.flatMap { d in [
                 "CREATE DATABASE \(d.cluster) on the cluster's leader (it must not exist), and the single node's schema of \(d.source) restored in it (pg_dump --schema-only | psql, one transaction)",
-                "CREATE PUBLICATION \(s.publication) FOR ALL TABLES on the single node (\(d.source))",
+                "CREATE PUBLICATION \(s.publication) FOR TABLE (every table of \(d.source)) on the single node",
                 "CREATE SUBSCRIPTION \(LogicalSync.subscriptionName(p, database: d.source)) on the cluster, logging in to the single node as \(s.publisherUser ?? "?") (sync.publisher), synchronous_commit = on",
             ] },
-            undo: (s.stopCluster.map { ["run sync.stop_cluster (`\($0)`) last"] } ?? []) + [
+            undo: (s.stopCluster.map { ["run sync.stop_cluster (`\($0)`) last"] } ?? []) + (s.synchronousMode ? ["put Patroni's synchronous_mode back as it was"] : []) + [
                 "drop the subscriptions on the cluster and their slots on the single node",
                 "drop publication \(s.publication) on the single node",
                 "drop the databases pgha created on the cluster (" + databases.map(\.cluster).joined(separator: ", ") + ")",
             ],
-            warnings: [])
+            warnings: s.synchronousMode
+                ? ["synchronous_mode: every apply commit on the cluster waits for a synchronous standby: many small transactions apply several times more slowly (measured ~9× here; one large one at the same speed). It protects against the crash of the whole leader node, not of its postmaster alone: every leader change is verified by a compare either way"]
+                : ["sync.synchronous_mode: false: a crash of the cluster's leader may lose applied rows silently; the leader change is verified by a compare (and what differs copied again)"])
     }
 }
