@@ -1,6 +1,7 @@
 import Foundation
 import Migration
 import PGClient
+import PlainText
 import Sandbox
 import Testing
 
@@ -196,6 +197,68 @@ struct LogicalSyncIntegrationTests {
         let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
         #expect(try source.query("SELECT count(*) FROM pg_subscription").int(0, 0) == 0)
         #expect(try source.query("SELECT current_setting('default_transaction_read_only')").string(0, 0) == "off")
+    }
+
+    // MARK: - Roles
+
+    @Test("roles the schema needs and the cluster lacks are created with their attributes, memberships and (asked for) password hashes; rollback drops them")
+    func rolesCreatedOnTheCluster() throws {
+        let work = try workspace()
+        let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
+        let sourcePostgres = try cutover.superuser(sandbox.single.host, sandbox.single.port, database: "postgres")
+        func cleanSource() {
+            _ = try? source.query("DROP TABLE IF EXISTS lt_owned")
+            for role in ["lt_owner", "lt_reader"] { _ = try? sourcePostgres.query("DROP ROLE IF EXISTS \(role)") }
+        }
+        func cleanCluster() {
+            if let c = try? leader(database: "postgres") { for role in ["lt_owner", "lt_reader"] { _ = try? c.query("DROP ROLE IF EXISTS \(role)") } }
+        }
+        cleanSource()
+        cleanCluster()
+        defer {
+            _ = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
+            work.remove()
+            cleanSource()
+            cleanCluster()
+        }
+        let password = UUID().uuidString
+        _ = try sourcePostgres.query("CREATE ROLE lt_reader NOLOGIN")
+        _ = try sourcePostgres.query("CREATE ROLE lt_owner LOGIN CREATEDB CONNECTION LIMIT 7 PASSWORD \(SQLQuoting.literal(password))")
+        _ = try sourcePostgres.query("GRANT lt_reader TO lt_owner")
+        _ = try source.query("CREATE TABLE lt_owned (id int PRIMARY KEY)")
+        _ = try source.query("ALTER TABLE lt_owned OWNER TO lt_owner")
+        _ = try source.query("GRANT SELECT ON lt_owned TO lt_reader")
+        let playbook = work.path + "/logical.yml"
+        var text = try String(contentsOfFile: playbook, encoding: .utf8)
+        text = text.replacingOccurrences(of: "  method: logical\n", with: "  method: logical\n  role_passwords: copy\n")
+        try text.write(toFile: playbook, atomically: true, encoding: .utf8)
+
+        let run = cli.run(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work, timeout: 300)
+        #expect(run.exitCode == 0 && run.stdout.contains("gate sync: PASS"), "\(run)")
+        #expect(run.stdout.contains("role lt_owner created on the cluster (LOGIN, password copied)"), "\(run.stdout)")
+        #expect(!run.stdout.contains(password))
+        let cluster = try leader(database: "postgres")
+        let owner = try cluster.query("SELECT rolcanlogin, rolcreatedb, rolconnlimit, rolsuper FROM pg_roles WHERE rolname = 'lt_owner'")
+        #expect(owner.rowCount == 1)
+        let (login, createDB, limit, superuser) = (try owner.bool(0, 0), try owner.bool(0, 1), try owner.int(0, 2), try owner.bool(0, 3))
+        #expect(login == true && createDB == true && limit == 7 && superuser == false, "lt_owner's attributes copied (no SUPERUSER)")
+        #expect(try cluster.query("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'lt_reader'").bool(0, 0) == false)
+        #expect(try cluster.query("SELECT pg_has_role('lt_owner', 'lt_reader', 'MEMBER')").bool(0, 0) == true)
+        let hashHere = try sourcePostgres.query("SELECT rolpassword FROM pg_authid WHERE rolname = 'lt_owner'").string(0, 0)
+        let hashThere = try cluster.query("SELECT rolpassword FROM pg_authid WHERE rolname = 'lt_owner'").string(0, 0)
+        #expect(hashHere != nil && hashHere == hashThere, "the password hash copied")
+        let copy = try leader(database: "lt_project")
+        #expect(try copy.query("SELECT tableowner FROM pg_tables WHERE tablename = 'lt_owned'").string(0, 0) == "lt_owner")
+        #expect(try copy.query("SELECT has_table_privilege('lt_reader', 'lt_owned', 'SELECT')").bool(0, 0) == true)
+        copy.close()
+        cutover.expectNoSecrets(under: work.stateDir)
+        let state = try String(contentsOfFile: work.stateDir + "/state.json", encoding: .utf8)
+        #expect(!state.contains("SCRAM-SHA-256$"), "no password hash in the state file")
+
+        let rollback = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
+        #expect(rollback.exitCode == 0, "\(rollback)")
+        #expect(try cluster.query("SELECT count(*) FROM pg_roles WHERE rolname IN ('lt_owner', 'lt_reader')").int(0, 0) == 0, "rollback dropped the roles")
+        try expectClean()
     }
 
     // MARK: - A crash of the cluster's leader during sync

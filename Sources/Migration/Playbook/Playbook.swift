@@ -280,15 +280,24 @@ public struct Playbook: Hashable, Sendable {
         /// synchronous standby, so a crash of the whole leader node loses no applied row); put
         /// back as it was after the cutover, or by the sync's undo.
         public var synchronousMode: Bool
+        /// Logical method: whether the roles pgha creates on the cluster get the single node's
+        /// password hashes (`copy`) or none (`none`, the default: the operator sets them).
+        public var rolePasswords: RolePasswords
+
+        public enum RolePasswords: String, Sendable, Hashable, CaseIterable {
+            case none
+            case copy
+        }
 
         public init(
             method: Method = .physical, slot: String = "pgha_standby", maxWALRetentionBytes: Int64 = 10 << 30,
             caughtUpLagBytes: Int64 = 1 << 20, clusterTimeoutSeconds: Double = 3600, stallTimeoutSeconds: Double = 600,
             startCluster: String? = nil, stopCluster: String? = nil, hookTimeoutSeconds: Double = 600,
             publisherUser: String? = nil, publisherPassword: EnvironmentReference? = nil, publication: String = "pgha_sync",
-            synchronousMode: Bool = true
+            synchronousMode: Bool = true, rolePasswords: RolePasswords = .none
         ) {
             self.synchronousMode = synchronousMode
+            self.rolePasswords = rolePasswords
             self.publisherUser = publisherUser
             self.publisherPassword = publisherPassword
             self.publication = publication

@@ -66,17 +66,21 @@ extension CutoverOperations {
         } else {
             problems.append("no REST API of the cluster answers GET /cluster")
         }
-        // The roles the application logs in as, and the way back's, exist on the cluster: the
-        // logical method copies no role.
+        // The roles the application logs in as, and the way back's, can log in on the cluster:
+        // the sync creates missing roles, with a password only under sync.role_passwords: copy.
         let leader = try await leader()
         let source = try await db.source(playbook.source.databases.project)
         let roles = try await db.freezableRoles(source)
         let c = try await db.member(host: leader.host, port: leader.port, database: "postgres")
-        let r = try await db.run(c, "SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname = ANY(string_to_array($1, ','))", [.text(roles.joined(separator: ","))], what: "reading the cluster's roles")
+        let r = try await db.run(c, "SELECT rolname, rolpassword IS NOT NULL FROM pg_authid WHERE rolcanlogin AND rolname = ANY(string_to_array($1, ','))", [.text(roles.joined(separator: ","))], what: "reading the cluster's roles")
         let present = Set((0..<r.rowCount).compactMap { r.string($0, 0) })
+        let withoutPassword = (0..<r.rowCount).filter { (try? r.bool($0, 1)) == false }.compactMap { r.string($0, 0) }
         let missing = roles.filter { !present.contains($0) }
         if !missing.isEmpty {
-            problems.append("the application's role(s) " + missing.joined(separator: ", ") + " cannot log in on the cluster (the logical method copies no role: create them there with their passwords)")
+            problems.append("the application's role(s) " + missing.joined(separator: ", ") + " cannot log in on the cluster (missing, or NOLOGIN there): create them with their passwords")
+        }
+        if !withoutPassword.isEmpty {
+            problems.append("the application's role(s) " + withoutPassword.joined(separator: ", ") + " have no password on the cluster (the sync created them without: sync.role_passwords is none): `ALTER ROLE … PASSWORD` there, then `pgha resume`")
         }
         let wayBack = try await db.run(c, "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = $1 AND rolcanlogin", [.text(cutover.wayBackUser)], what: "reading the way back's role")
         if wayBack.rowCount == 0 || (try? wayBack.bool(0, 0)) != true {

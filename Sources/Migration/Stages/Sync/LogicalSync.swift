@@ -7,7 +7,8 @@ import PlainText
 /// Stage `sync`, logical method: copies every migrated database into an independently initialised
 /// cluster (another major version, checksums, a fresh initdb) by logical replication.
 ///
-/// Run, per database, every side effect journaled first (undo in reverse):
+/// Run, every side effect journaled first (undo in reverse): `role:<name>` for each role the
+/// databases need that the cluster lacks (LogicalSync+Roles); then per database:
 /// 1. `database:<db>` — the database on the cluster's leader, created by pgha (it must not
 ///    exist: the copy goes into an empty database; undo drops it);
 /// 2. `schema:<db>` — the single node's schema (`pg_dump --schema-only`, no publications or
@@ -65,6 +66,7 @@ struct LogicalSync {
 
     func run() async throws {
         let leader = try await leader()
+        try await createRoles(on: leader)
         for database in db.databases {
             try context.checkCancellation()
             try await createDatabase(database, on: leader)
@@ -427,6 +429,8 @@ struct LogicalSync {
                     let source = try await db.source(object.database)
                     try await db.run(source, "DROP PUBLICATION IF EXISTS \(SQLQuoting.identifier(object.name))", what: "dropping publication \(object.name)")
                     context.progress("\(object.database): publication \(object.name) dropped on the single node")
+                case ("cluster", "role"):
+                    await dropRole(object.name)
                 case ("cluster", "database"):
                     if let leader = await db.writableLeader() {
                         let postgres = try await db.member(host: leader.host, port: leader.port, database: "postgres")

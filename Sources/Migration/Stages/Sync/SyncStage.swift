@@ -300,6 +300,7 @@ public struct SyncStage: MigrationStageExecutor {
                 "no progress for \(Int(s.stallTimeoutSeconds)) s (sync.stall_timeout) stops the stage",
             ],
             changes: (s.startCluster.map { ["run sync.start_cluster (`\($0)`) before the copy"] } ?? [])
+                + ["CREATE ROLE on the cluster for each role the databases' schema names (owners, grantees) or the application logs in as, that the cluster lacks: the single node's attributes (never SUPERUSER) and memberships, " + (s.rolePasswords == .copy ? "its password hash (sync.role_passwords: copy)" : "no password (sync.role_passwords: none; set them before the cutover)")]
                 + (s.synchronousMode ? ["PATCH /config synchronous_mode: true on the cluster while the subscriptions copy and stream (sync.synchronous_mode; put back after the cutover)"] : [])
                 + databases.flatMap { d in [
                 "CREATE DATABASE \(d.cluster) on the cluster's leader (it must not exist), and the single node's schema of \(d.source) restored in it (pg_dump --schema-only | psql, one transaction)",
@@ -310,6 +311,7 @@ public struct SyncStage: MigrationStageExecutor {
                 "drop the subscriptions on the cluster and their slots on the single node",
                 "drop publication \(s.publication) on the single node",
                 "drop the databases pgha created on the cluster (" + databases.map(\.cluster).joined(separator: ", ") + ")",
+                "drop the roles pgha created on the cluster",
             ],
             warnings: s.synchronousMode
                 ? ["synchronous_mode: every apply commit on the cluster waits for a synchronous standby: many small transactions apply several times more slowly (measured ~9× here; one large one at the same speed). It protects against the crash of the whole leader node, not of its postmaster alone: every leader change is verified by a compare either way"]
