@@ -165,7 +165,10 @@ struct StageConnections: Sendable {
             return (connection, observation)
         } catch {
             observation.error = describe(error.description)
-            observation.databaseMissing = error.sqlState == "3D000"
+            // 3D000: no such database. A half-dropped one (PostgreSQL ≥ 15.4 marks a database
+            // invalid while DROP DATABASE runs; a replica still replaying a rollback's drop shows
+            // it so for a while) counts as missing too: the sync stage creates it anew.
+            observation.databaseMissing = error.sqlState == "3D000" || error.description.contains("cannot connect to invalid database")
             observation.serverAnswered = error.code == .authenticationFailed || error.sqlState != nil
             return (nil, observation)
         }

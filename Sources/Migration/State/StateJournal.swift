@@ -86,6 +86,23 @@ public final class StateJournal: Sendable {
         try setStepPhase(id, .abandoned)
     }
 
+    /// Runs `body` as the journaled step `name` of `stage`, once: nothing when it is done; the
+    /// intent an interrupted run left is reused (so `body` must be safe to run again: it looks
+    /// before it changes); otherwise a new intent with `undo` is recorded first. `body` may return
+    /// better undo information, recorded with the completion.
+    public func runStep(_ stage: MigrationStage, _ name: String, detail: String, undo: StepUndo = .nothing,
+                        _ body: () async throws -> StepUndo?) async throws {
+        if step(stage, named: name)?.phase == .done { return }
+        let id: Int
+        if let pending = step(stage, named: name), pending.phase == .intent {
+            id = pending.id
+        } else {
+            id = try beginStep(stage, name: name, detail: detail, undo: undo)
+        }
+        let better = try await body()
+        try completeStep(id, undo: better)
+    }
+
     /// The steps of `stage`, in order.
     public func steps(of stage: MigrationStage) -> [MigrationState.StepRecord] {
         snapshot.steps.filter { $0.stage == stage }

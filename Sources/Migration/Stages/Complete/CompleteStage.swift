@@ -75,14 +75,10 @@ public struct CompleteStage: MigrationStageExecutor {
         let slotID = try journal.beginStep(stage, name: "drop-source-slot", detail: "drop the physical slot \(slot) on the single node")
         let source = try await db.source(p.source.databases.project)
         try await db.writable(source)
-        let r = try await db.run(source, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", [.text(slot)], what: "looking for slot \(slot)")
-        if r.rowCount > 0 {
-            if (try? r.bool(0, 0)) == true {
-                context.progress("slot \(slot) is still in use on the single node: left in place (drop it once nothing streams from it)")
-            } else {
-                try await db.run(source, "SELECT pg_drop_replication_slot($1)", [.text(slot)], what: "dropping slot \(slot)")
-                context.progress("slot \(slot) dropped on the single node")
-            }
+        switch try await ReplicationSlots.dropWhenInactive(slot, on: source, timeout: .zero, context: context, describe: db.connections.describe) {
+        case .dropped: context.progress("slot \(slot) dropped on the single node")
+        case .absent: break
+        case .inUse: context.progress("slot \(slot) is still in use on the single node: left in place (drop it once nothing streams from it)")
         }
         try journal.completeStep(slotID)
 

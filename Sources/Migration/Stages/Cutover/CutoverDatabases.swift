@@ -2,6 +2,7 @@ import Foundation
 import PlainText
 import PGClient
 import Patroni
+import HAPool
 import Synchronization
 
 /// The cutover's connections and the SQL of each of its steps: the single node's superuser per
@@ -26,6 +27,22 @@ final class CutoverDatabases: Sendable {
     }
 
     func close() { cache.close() }
+
+    /// A libpq connection string, every value quoted as libpq needs: `host` and `port` may be
+    /// comma-separated lists; the TLS settings name files on the machine that connects; the
+    /// password only when given (subscriptions store it; children get theirs in PGPASSWORD).
+    static func conninfo(host: String, port: String, database: String, user: String, tls: PostgresTLS,
+                         extra: [String] = [], password: String? = nil) -> String {
+        let quoted = PGConnectionConfig.quoted
+        var parts = ["host=" + quoted(host), "port=" + quoted(port), "dbname=" + quoted(database), "user=" + quoted(user)]
+        if let v = tls.sslMode { parts.append("sslmode=" + quoted(v)) }
+        if let v = tls.sslRootCert { parts.append("sslrootcert=" + quoted(v)) }
+        if let v = tls.sslCert { parts.append("sslcert=" + quoted(v)) }
+        if let v = tls.sslKey { parts.append("sslkey=" + quoted(v)) }
+        parts += extra
+        if let password { parts.append("password=" + quoted(password)) }
+        return parts.joined(separator: " ")
+    }
 
     /// `PATCH /config`, retried while no REST API answers (a member busy restarting — copying the
     /// permanent slots restarts the replicas — or a loaded machine), for up to 15 s. A merge patch

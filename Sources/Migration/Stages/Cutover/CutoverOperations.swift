@@ -1,4 +1,5 @@
 import Foundation
+import HAPool
 import PGClient
 import Patroni
 import PlainText
@@ -28,15 +29,7 @@ struct CutoverOperations: Sendable {
     /// Runs `body` as step `name` unless it is done; an intent left by an interruption is run again
     /// (every body is idempotent). `body` may return a better undo than the one captured before.
     func step(_ name: String, _ detail: String, undo: StepUndo = .nothing, _ body: () async throws -> StepUndo?) async throws {
-        if isDone(name) { return }
-        let id: Int
-        if let pending = journal.step(stage, named: name), pending.phase == .intent {
-            id = pending.id
-        } else {
-            id = try journal.beginStep(stage, name: name, detail: detail, undo: undo)
-        }
-        let better = try await body()
-        try journal.completeStep(id, undo: better)
+        try await journal.runStep(stage, name, detail: detail, undo: undo, body)
     }
 
     func record(_ body: (inout MigrationState.CutoverRecord) -> Void) throws(MigrationError) {
@@ -536,16 +529,12 @@ struct CutoverOperations: Sendable {
     func subscriptionConninfo(database: String) throws(MigrationError) -> String {
         let hosts = db.members.map(\.host).joined(separator: ",")
         let ports = db.members.map { String($0.port) }.joined(separator: ",")
-        var parts = ["host=\(hosts)", "port=\(ports)", "dbname=\(database)", "user=\(cutover.wayBackUser)", "target_session_attrs=read-write", "connect_timeout=5", "application_name=pgha_way_back"]
-        let quoted = PGConnectionConfig.quoted
+        var password: String?
+        if let reference = cutover.wayBackPassword { password = try reference.resolve(in: context.environment, key: "cutover.way_back.password") }
         // The single node's server makes this connection: sslrootcert is a path on its machine.
-        if let sslmode = playbook.target.sslmode { parts.append("sslmode=\(sslmode)") }
-        if let root = playbook.target.sslrootcert { parts.append("sslrootcert=" + quoted(root)) }
-        if let reference = cutover.wayBackPassword {
-            let password = try reference.resolve(in: context.environment, key: "cutover.way_back.password")
-            parts.append("password=" + quoted(password))
-        }
-        return parts.joined(separator: " ")
+        return CutoverDatabases.conninfo(host: hosts, port: ports, database: database, user: cutover.wayBackUser,
+                                         tls: PostgresTLS(sslMode: playbook.target.sslmode, sslRootCert: playbook.target.sslrootcert),
+                                         extra: ["target_session_attrs=read-write", "connect_timeout=5", "application_name=pgha_way_back"], password: password)
     }
 
     func subscribeSingleNode() async throws {

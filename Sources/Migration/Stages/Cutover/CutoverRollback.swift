@@ -162,15 +162,9 @@ struct CutoverRollback: Sendable {
             let c = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
             try await db.writable(c)
             // Patroni drops a slot it no longer knows within a loop; dropping it here is immediate.
-            let gone = try await ops.wait("slot \(slot) released", seconds: 10) {
-                let r = try await db.run(c, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", [.text(slot)], what: "looking for slot \(slot)")
-                if r.rowCount == 0 { return true }
-                if (try? r.bool(0, 0)) == false {
-                    _ = try? await c.query("SELECT pg_drop_replication_slot($1)", [.text(slot)], timeout: CutoverDatabases.statementTimeout)
-                }
-                return false
+            if case .inUse = try await ReplicationSlots.dropWhenInactive(slot, on: c, timeout: .seconds(10), context: ops.context, describe: db.connections.describe) {
+                ops.context.progress("slot \(slot) on \(leader.name) is still in use: Patroni drops it once unused")
             }
-            if !gone { ops.context.progress("slot \(slot) on \(leader.name) is still in use: Patroni drops it once unused") }
             try await db.run(c, "DROP PUBLICATION IF EXISTS \(SQLQuoting.identifier(ops.cutover.wayBackName))", what: "dropping the publication")
         }
         ops.context.progress("the way back is removed from the cluster (slots, publication)")

@@ -46,15 +46,10 @@ struct LogicalSync {
     // MARK: - Steps
 
     func step(_ name: String, _ detail: String, undo: StepUndo = .nothing, _ body: () async throws -> Void) async throws {
-        if journal.step(stage, named: name)?.phase == .done { return }
-        let id: Int
-        if let pending = journal.step(stage, named: name), pending.phase == .intent {
-            id = pending.id
-        } else {
-            id = try journal.beginStep(stage, name: name, detail: detail, undo: undo)
+        try await journal.runStep(stage, name, detail: detail, undo: undo) {
+            try await body()
+            return nil
         }
-        try await body()
-        try journal.completeStep(id)
     }
 
     func leader() async throws(MigrationError) -> (name: String, host: String, port: Int) {
@@ -111,12 +106,7 @@ struct LogicalSync {
 
     /// libpq connection strings (no password: the child gets it in PGPASSWORD).
     func dsn(host: String, port: Int, database: String, user: String, tls: PostgresTLS) -> String {
-        var parts = ["host=\(host)", "port=\(port)", "dbname=" + PGConnectionConfig.quoted(database), "user=" + PGConnectionConfig.quoted(user)]
-        if let v = tls.sslMode { parts.append("sslmode=\(v)") }
-        if let v = tls.sslRootCert { parts.append("sslrootcert=" + PGConnectionConfig.quoted(v)) }
-        if let v = tls.sslCert { parts.append("sslcert=" + PGConnectionConfig.quoted(v)) }
-        if let v = tls.sslKey { parts.append("sslkey=" + PGConnectionConfig.quoted(v)) }
-        return parts.joined(separator: " ")
+        CutoverDatabases.conninfo(host: host, port: String(port), database: database, user: user, tls: tls)
     }
 
     func copySchema(_ database: (source: String, cluster: String), on leader: (name: String, host: String, port: Int)) async throws {
@@ -188,9 +178,9 @@ struct LogicalSync {
         }
         let password = try reference.resolve(in: context.environment, key: "sync.publisher.password")
         // The cluster's leader makes this connection: sslrootcert is a path on its machine.
-        var parts = [dsn(host: s.host, port: s.port, database: database, user: user, tls: PostgresTLS(sslMode: s.sslmode, sslRootCert: s.sslrootcert))]
-        parts += ["connect_timeout=5", "application_name=pgha_sync", "password=" + PGConnectionConfig.quoted(password)]
-        return parts.joined(separator: " ")
+        return CutoverDatabases.conninfo(host: s.host, port: String(s.port), database: database, user: user,
+                                         tls: PostgresTLS(sslMode: s.sslmode, sslRootCert: s.sslrootcert),
+                                         extra: ["connect_timeout=5", "application_name=pgha_sync"], password: password)
     }
 
     func createSubscription(_ database: (source: String, cluster: String), on leader: (name: String, host: String, port: Int)) async throws {
@@ -458,19 +448,11 @@ struct LogicalSync {
         // The slot on the single node, once its walsender has gone (bounded).
         let sourceDatabase = db.databases.first { $0.cluster == database }?.source ?? playbook.source.databases.project
         let source = try await db.source(sourceDatabase)
-        let deadline = context.clock.now().addingTimeInterval(30)
-        while true {
-            let r = try await db.run(source, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", [.text(name)], what: "looking for slot \(name)")
-            if r.rowCount == 0 { return }
-            if try r.bool(0, 0) != true {
-                try await db.run(source, "SELECT pg_drop_replication_slot($1)", [.text(name)], what: "dropping slot \(name)")
-                context.progress("slot \(name) dropped on the single node")
-                return
-            }
-            if context.clock.now() >= deadline {
-                throw MigrationError(.stageFailed, "slot \(name) on the single node is still in use: something still streams from it. Next: stop that subscriber, then `pgha rollback` again")
-            }
-            try await context.sleep(for: .milliseconds(500))
+        switch try await ReplicationSlots.dropWhenInactive(name, on: source, timeout: .seconds(30), context: context, describe: db.connections.describe) {
+        case .dropped: context.progress("slot \(name) dropped on the single node")
+        case .absent: break
+        case .inUse:
+            throw MigrationError(.stageFailed, "slot \(name) on the single node is still in use: something still streams from it. Next: stop that subscriber, then `pgha rollback` again")
         }
     }
 }

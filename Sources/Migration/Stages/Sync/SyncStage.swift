@@ -262,25 +262,13 @@ public struct SyncStage: MigrationStageExecutor {
     /// Waits (bounded) until nothing streams from the slot, then drops it.
     func dropSlot(_ slot: String, context: StageContext, inspector: SyncInspector) async throws {
         let source = try await inspector.sourceConnection()
-        let deadline = context.clock.now().addingTimeInterval(slotReleaseTimeout.asSeconds)
-        while true {
-            let r = try await source.query(
-                "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1", [.text(slot)], timeout: .seconds(10))
-            guard r.rowCount > 0 else {
-                context.progress("slot \(slot): already gone")
-                return
-            }
-            if try r.bool(0, 0) != true {
-                _ = try await source.query("SELECT pg_drop_replication_slot($1)", [.text(slot)], timeout: .seconds(30))
-                context.progress("slot \(slot) dropped on the single node (its WAL is free again)")
-                return
-            }
-            if context.clock.now() >= deadline {
-                throw MigrationError(
-                    .stageFailed,
-                    "slot \(slot) on the single node is still in use (walsender pid \(try r.int(0, 1).map(String.init) ?? "?")): the standby cluster still streams from it. Stop its members (or give sync.stop_cluster), then run `pgha rollback` again")
-            }
-            try await context.sleep(for: .milliseconds(500))
+        switch try await ReplicationSlots.dropWhenInactive(slot, on: source, timeout: slotReleaseTimeout, context: context) {
+        case .dropped: context.progress("slot \(slot) dropped on the single node (its WAL is free again)")
+        case .absent: context.progress("slot \(slot): already gone")
+        case .inUse(let pid):
+            throw MigrationError(
+                .stageFailed,
+                "slot \(slot) on the single node is still in use (walsender pid \(pid.map(String.init) ?? "?")): the standby cluster still streams from it. Stop its members (or give sync.stop_cluster), then run `pgha rollback` again")
         }
     }
 
@@ -314,7 +302,7 @@ public struct SyncStage: MigrationStageExecutor {
                 "drop the roles pgha created on the cluster",
             ],
             warnings: s.synchronousMode
-                ? ["synchronous_mode: every apply commit on the cluster waits for a synchronous standby: many small transactions apply several times more slowly (measured ~9× here; one large one at the same speed). It protects against the crash of the whole leader node, not of its postmaster alone: every leader change is verified by a compare either way"]
+                ? ["synchronous_mode: every apply commit on the cluster waits for a synchronous standby: many small transactions apply more slowly (1.5–1.6× the time measured by scripts/bench-logical, up to ~9× seen elsewhere; one large one at the same speed). It protects against the crash of the whole leader node, not of its postmaster alone: every leader change is verified by a compare either way"]
                 : ["sync.synchronous_mode: false: a crash of the cluster's leader may lose applied rows silently; the leader change is verified by a compare (and what differs copied again)"])
     }
 }
