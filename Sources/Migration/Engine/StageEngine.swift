@@ -229,30 +229,7 @@ public struct StageEngine: Hashable, Sendable {
             }
 
         case .confirming(let index):
-            switch event {
-            case .userDecision(let decision):
-                switch decision {
-                case .proceed:
-                    return run(index)
-                case .skip(let reason):
-                    records[index].status = .skipped(reason: reason)
-                    return advance(after: index)
-                case .rollback:
-                    guard isRollbackAvailable else { return invalid(event) }
-                    return beginRollback(requested: false)
-                case .stop:
-                    return finish(.declined(plan[index].stage))
-                case .retry:
-                    return invalid(event)
-                }
-            case .rollbackRequested:
-                guard isRollbackAvailable else { return invalid(event) }
-                return beginRollback(requested: false)
-            case .interrupted:
-                return finish(.interrupted(plan[index].stage))
-            case .start, .stageRunSucceeded, .stageRunFailed, .gateEvaluated, .undoSucceeded, .undoFailed:
-                return invalid(event)
-            }
+            return awaitingDecision(event, at: index, runsWith: .proceed, stopped: .declined(plan[index].stage))
 
         case .running(let index):
             switch event {
@@ -286,30 +263,7 @@ public struct StageEngine: Hashable, Sendable {
             }
 
         case .deciding(let index, _):
-            switch event {
-            case .userDecision(let decision):
-                switch decision {
-                case .retry:
-                    return run(index)
-                case .skip(let reason):
-                    records[index].status = .skipped(reason: reason)
-                    return advance(after: index)
-                case .rollback:
-                    guard isRollbackAvailable else { return invalid(event) }
-                    return beginRollback(requested: false)
-                case .stop:
-                    return finish(.stoppedAfterFailure(plan[index].stage))
-                case .proceed:
-                    return invalid(event)
-                }
-            case .rollbackRequested:
-                guard isRollbackAvailable else { return invalid(event) }
-                return beginRollback(requested: false)
-            case .interrupted:
-                return finish(.interrupted(plan[index].stage))
-            case .start, .stageRunSucceeded, .stageRunFailed, .gateEvaluated, .undoSucceeded, .undoFailed:
-                return invalid(event)
-            }
+            return awaitingDecision(event, at: index, runsWith: .retry, stopped: .stoppedAfterFailure(plan[index].stage))
 
         case .rollingBack(let index, let remaining, let requested):
             switch event {
@@ -368,6 +322,34 @@ public struct StageEngine: Hashable, Sendable {
     }
 
     // MARK: - Transitions
+
+    /// An event while stage `index` waits for an answer: at its confirmation (`runsWith`
+    /// `.proceed`, a stop is `.declined`) or after its failure (`.retry`, `.stoppedAfterFailure`).
+    /// The other of proceed/retry is not an answer to this question.
+    private mutating func awaitingDecision(_ event: EngineEvent, at index: Int, runsWith: DecisionOption, stopped: MigrationOutcome) -> EngineAction {
+        switch event {
+        case .userDecision(let decision):
+            switch decision {
+            case .proceed, .retry:
+                return decision.option == runsWith ? run(index) : invalid(event)
+            case .skip(let reason):
+                records[index].status = .skipped(reason: reason)
+                return advance(after: index)
+            case .rollback:
+                guard isRollbackAvailable else { return invalid(event) }
+                return beginRollback(requested: false)
+            case .stop:
+                return finish(stopped)
+            }
+        case .rollbackRequested:
+            guard isRollbackAvailable else { return invalid(event) }
+            return beginRollback(requested: false)
+        case .interrupted:
+            return finish(.interrupted(plan[index].stage))
+        case .start, .stageRunSucceeded, .stageRunFailed, .gateEvaluated, .undoSucceeded, .undoFailed:
+            return invalid(event)
+        }
+    }
 
     private mutating func run(_ index: Int) -> EngineAction {
         records[index].status = .running
