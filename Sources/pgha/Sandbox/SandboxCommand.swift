@@ -41,6 +41,21 @@ struct SandboxLocationOptions: ParsableArguments {
             return (try options.makeConfiguration(), false)
         }
     }
+
+    /// The stored `sandbox.json`; a sandbox never started is an error (`notSetUp`, with the command
+    /// that starts it): for the commands that act on a running sandbox.
+    func storedConfiguration() async throws -> SandboxConfiguration {
+        let (configuration, stored) = try await configuration()
+        guard stored else {
+            throw SandboxError(.notSetUp, "no sandbox in \(configuration.baseDir)", advice: "start it with `pgha sandbox up`")
+        }
+        return configuration
+    }
+
+    /// `path` made absolute against the current directory (hooks run from the playbook's).
+    static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
 }
 
 /// Reports a `SandboxError` as every CLI failure is reported (`CLIFailure`: `error:` what

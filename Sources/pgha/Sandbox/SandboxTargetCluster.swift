@@ -42,13 +42,10 @@ extension SandboxCommand {
         func run() async throws {
             let global = global
             do {
-                let (configuration, stored) = try await location.configuration()
-                guard stored else {
-                    throw SandboxError(.notSetUp, "no sandbox in \(configuration.baseDir)", advice: "start it with `pgha sandbox up`")
-                }
-                let controller = SandboxController(configuration: configuration)
-                let path = patroniYML.hasPrefix("/") ? patroniYML : FileManager.default.currentDirectoryPath + "/" + patroniYML
-                let report = try await controller.startTargetCluster(patroniYML: path, haproxyConfig: haproxyCfg.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }, only: members.isEmpty ? nil : members, timeout: .seconds(timeout)) { global.progress($0) }
+                let controller = SandboxController(configuration: try await location.storedConfiguration())
+                let report = try await controller.startTargetCluster(
+                    patroniYML: SandboxLocationOptions.absolute(patroniYML), haproxyConfig: haproxyCfg.map(SandboxLocationOptions.absolute),
+                    only: members.isEmpty ? nil : members, timeout: .seconds(timeout)) { global.progress($0) }
                 if report.started.isEmpty {
                     print("target cluster \(report.scope): already running with this patroni.yml")
                 } else {
@@ -118,12 +115,8 @@ extension SandboxCommand {
         func run() async throws {
             let global = global
             do {
-                let (configuration, stored) = try await location.configuration()
-                guard stored else {
-                    throw SandboxError(.notSetUp, "no sandbox in \(configuration.baseDir)", advice: "start it with `pgha sandbox up`")
-                }
-                let path = haproxyCfg.hasPrefix("/") ? haproxyCfg : FileManager.default.currentDirectoryPath + "/" + haproxyCfg
-                let started = try await SandboxController(configuration: configuration).startHAProxyAlone(config: path) { global.progress($0) }
+                let path = SandboxLocationOptions.absolute(haproxyCfg)
+                let started = try await SandboxController(configuration: try await location.storedConfiguration()).startHAProxyAlone(config: path) { global.progress($0) }
                 print(started ? "HAProxy started from \(path)" : "HAProxy: already running with \(path)")
             } catch {
                 throw failure(error)
