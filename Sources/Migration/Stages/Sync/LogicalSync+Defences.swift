@@ -131,6 +131,14 @@ extension LogicalSync {
         guard let last = changes.max() else { return }
         try context.activity.doneWaiting()
         context.progress("verifying after leader change \(changes.map(String.init).joined(separator: ", ")): every table compared with the single node")
+        // The workers' errors while the new leader took over were retried and are over (every
+        // table is ready): counted from zero again, so that a new one stops the stage.
+        let leader = try await leader()
+        for database in db.databases {
+            let cluster = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
+            try await db.run(cluster, "SELECT pg_stat_reset_subscription_stats(oid) FROM pg_subscription WHERE subname = $1",
+                             [.text(Self.subscriptionName(playbook, database: database.source))], what: "resetting the subscription's error counters")
+        }
         var options = DataCompare.Options()
         options.limits.rechecks = 3
         options.recheckDelay = .milliseconds(500)

@@ -327,7 +327,13 @@ struct LogicalSync {
                 best = (-1, Int64.max)
                 lastProgress = context.clock.now()
             }
-            if let (reason, advice) = await problem(look) {
+            // While a leader change waits for its verification, the workers' copy and apply
+            // errors are the new leader's restart (a table sync's slot, a dropped connection:
+            // retried by PostgreSQL); one that persists keeps its table from getting ready, which
+            // the stall timeout reports. The verification resets the counters.
+            var judged = look
+            if !unverifiedChanges.isEmpty { judged.errors = [] }
+            if let (reason, advice) = await problem(judged) {
                 try context.activity.doneWaiting()
                 throw MigrationError(.stageFailed, reason + ". Next: " + advice)
             }
@@ -357,6 +363,7 @@ struct LogicalSync {
             }
             let what = look.ready < look.tables || look.tables == 0
                 ? "the initial copy: \(look.ready) of \(look.tables) tables ready" + (look.notReady.isEmpty ? "" : " (copying: " + look.notReady.joined(separator: "; ").prefix(200) + ")")
+                    + (look.errors.isEmpty ? "" : "; " + look.errors.joined(separator: "; "))
                 : "the subscriptions to catch up: lag \(formatBytes(look.lagBytes))"
             try context.activity.waiting(what, detail: nil, deadline: started.addingTimeInterval(sync.clusterTimeoutSeconds))
             if now.timeIntervalSince(started) > sync.clusterTimeoutSeconds {
