@@ -298,10 +298,14 @@ struct LogicalSyncIntegrationTests {
         let copy = try leader(database: "lt_project")
         var ready = false
         for _ in 0..<600 where !ready {
-            ready = try copy.query("SELECT count(*) FROM pg_subscription_rel WHERE srrelid = 'pgbench_accounts'::regclass AND srsubstate = 'r'").int(0, 0) == 1
+            // Every table of the project database copied: the crash hits the streaming phase (the
+            // loss window). A crash in the middle of other tables' initial copy made the re-copy's
+            // table sync report copy errors in CI once: an open problem (issue 10), not tested here.
+            ready = try copy.query("SELECT count(*) = 0 FROM pg_subscription_rel WHERE srsubstate <> 'r'").bool(0, 0) == true
+                && (try copy.query("SELECT count(*) FROM pg_subscription_rel").int(0, 0) ?? 0) > 0
             if !ready { Thread.sleep(forTimeInterval: 0.1) }
         }
-        #expect(ready, "pgbench_accounts copied within 60 s")
+        #expect(ready, "every table of lt_project copied within 60 s")
         #expect(try copy.query("DELETE FROM pgbench_accounts WHERE aid = 4242").affectedRows == 1)
         copy.close()
         Thread.sleep(forTimeInterval: 0.5)

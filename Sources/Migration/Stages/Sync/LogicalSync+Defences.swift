@@ -133,12 +133,7 @@ extension LogicalSync {
         context.progress("verifying after leader change \(changes.map(String.init).joined(separator: ", ")): every table compared with the single node")
         // The workers' errors while the new leader took over were retried and are over (every
         // table is ready): counted from zero again, so that a new one stops the stage.
-        let leader = try await leader()
-        for database in db.databases {
-            let cluster = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
-            try await db.run(cluster, "SELECT pg_stat_reset_subscription_stats(oid) FROM pg_subscription WHERE subname = $1",
-                             [.text(Self.subscriptionName(playbook, database: database.source))], what: "resetting the subscription's error counters")
-        }
+        try await resetErrorCounters()
         var options = DataCompare.Options()
         options.limits.rechecks = 3
         options.recheckDelay = .milliseconds(500)
@@ -167,6 +162,16 @@ extension LogicalSync {
         context.progress(recopied.isEmpty
             ? "after the leader change every table agrees with the single node (\(report.tables.count) compared in \(String(format: "%.1f", report.elapsedSeconds)) s)"
             : "after the leader change \(recopied.count) table(s) differed and are copied again: \(recopied.joined(separator: ", "))")
+    }
+
+    /// The subscriptions' copy and apply error counters back to zero (pg_stat_subscription_stats).
+    func resetErrorCounters() async throws {
+        let leader = try await leader()
+        for database in db.databases {
+            let cluster = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
+            try await db.run(cluster, "SELECT pg_stat_reset_subscription_stats(oid) FROM pg_subscription WHERE subname = $1",
+                             [.text(Self.subscriptionName(playbook, database: database.source))], what: "resetting the subscription's error counters")
+        }
     }
 
     /// Copies `table` (`schema.name`) again: out of the publication and the subscription (the

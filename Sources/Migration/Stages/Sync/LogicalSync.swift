@@ -208,6 +208,7 @@ struct LogicalSync {
         var lagBytes: Int64 = 0
         var retainedBytes: Int64 = 0
         var errors: [String] = []
+        var applyErrorCount: Int64 = 0
         var schemaChanges: [String] = []
         var slotMissing: [String] = []
     }
@@ -231,6 +232,7 @@ struct LogicalSync {
             look.tables += Int(try rel.int(0, 1) ?? 0)
             if let pending = rel.string(0, 2) { look.notReady.append(pending) }
             let applyErrors = try rel.int(0, 3) ?? 0, syncErrors = try rel.int(0, 4) ?? 0
+            look.applyErrorCount += applyErrors
             if applyErrors + syncErrors > 0 {
                 look.errors.append("\(name): \(syncErrors) copy and \(applyErrors) apply error(s) on the cluster (its PostgreSQL log on \(leader.name) says which)")
             }
@@ -331,8 +333,10 @@ struct LogicalSync {
             // errors are the new leader's restart (a table sync's slot, a dropped connection:
             // retried by PostgreSQL); one that persists keeps its table from getting ready, which
             // the stall timeout reports. The verification resets the counters.
+            // So are table-sync errors during the initial copy (a copy interrupted by a crash or a
+            // DDL: PostgreSQL retries the table; the DDL check names the DDL).
             var judged = look
-            if !unverifiedChanges.isEmpty { judged.errors = [] }
+            if !unverifiedChanges.isEmpty || (look.ready < look.tables && look.applyErrorCount == 0) { judged.errors = [] }
             if let (reason, advice) = await problem(judged) {
                 try context.activity.doneWaiting()
                 throw MigrationError(.stageFailed, reason + ". Next: " + advice)
@@ -358,6 +362,8 @@ struct LogicalSync {
                     continue
                 }
                 try context.activity.doneWaiting()
+                // Every table sync succeeded: the errors retried on the way are over.
+                if !look.errors.isEmpty { try await resetErrorCounters() }
                 context.progress("every table copied (\(look.tables)); the subscriptions stream, lag \(formatBytes(look.lagBytes))")
                 return
             }
