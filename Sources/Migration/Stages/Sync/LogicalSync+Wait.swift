@@ -1,0 +1,194 @@
+import Foundation
+import PGClient
+import Patroni
+import HAPool
+import PlainText
+
+/// The logical sync's wait: every table copied and the lag within bounds, with every leader change noticed, verified and repaired on the way (docs/MIGRATION_TO_HA.md, logical sync).
+extension LogicalSync {
+    // MARK: - The wait
+
+    /// One look at every database's subscription and slot.
+    struct Look: Sendable {
+        var tables = 0
+        var ready = 0
+        var notReady: [String] = []
+        var lagBytes: Int64 = 0
+        var retainedBytes: Int64 = 0
+        var errors: [String] = []
+        var applyErrorCount: Int64 = 0
+        var schemaChanges: [String] = []
+        var slotMissing: [String] = []
+    }
+
+    func look() async throws -> Look {
+        var look = Look()
+        let leader = try await leader()
+        for database in db.databases {
+            let name = Self.subscriptionName(playbook, database: database.source)
+            let cluster = try await db.member(host: leader.host, port: leader.port, database: database.cluster)
+            let rel = try await db.run(cluster, """
+                SELECT count(*) FILTER (WHERE r.srsubstate = 'r'), count(r.srrelid),
+                       string_agg(CASE WHEN r.srsubstate <> 'r' THEN r.srrelid::regclass::text || ' (' || r.srsubstate::text || ')' END, ', '),
+                       coalesce(max(st.apply_error_count), 0), coalesce(max(st.sync_error_count), 0)
+                FROM pg_subscription s
+                LEFT JOIN pg_subscription_rel r ON r.srsubid = s.oid
+                LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid
+                WHERE s.subname = $1
+                """, [.text(name)], what: "reading the subscription's tables")
+            look.ready += Int(try rel.int(0, 0) ?? 0)
+            look.tables += Int(try rel.int(0, 1) ?? 0)
+            if let pending = rel.string(0, 2) { look.notReady.append(pending) }
+            let applyErrors = try rel.int(0, 3) ?? 0, syncErrors = try rel.int(0, 4) ?? 0
+            look.applyErrorCount += applyErrors
+            if applyErrors + syncErrors > 0 {
+                look.errors.append("\(name): \(syncErrors) copy and \(applyErrors) apply error(s) on the cluster (its PostgreSQL log on \(leader.name) says which)")
+            }
+            let source = try await db.source(database.source)
+            let slot = try await db.run(source, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $1",
+                                        [.text(name)], what: "reading the slot on the single node")
+            if slot.rowCount == 0 {
+                look.slotMissing.append(name)
+            } else {
+                look.lagBytes = max(look.lagBytes, try slot.int(0, 0) ?? 0)
+                look.retainedBytes = max(look.retainedBytes, try slot.int(0, 1) ?? 0)
+            }
+            look.schemaChanges += try await schemaDifferences(database, cluster: cluster, source: source)
+        }
+        return look
+    }
+
+    /// Tables and columns of the single node that the cluster does not have as such (DDL on the
+    /// single node since the schema was copied).
+    func schemaDifferences(_ database: (source: String, cluster: String), cluster: PGConnection, source: PGConnection) async throws -> [String] {
+        let sql = """
+            SELECT n.nspname || '.' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+            """
+        let onSource = try await db.run(source, sql, what: "reading the single node's columns")
+        let onCluster = try await db.run(cluster, sql, what: "reading the cluster's columns")
+        let a = Set((0..<onSource.rowCount).compactMap { onSource.string($0, 0) })
+        let b = Set((0..<onCluster.rowCount).compactMap { onCluster.string($0, 0) })
+        return a.subtracting(b).sorted().map { "\(database.source): \($0) only on the single node" }
+            + b.subtracting(a).sorted().map { "\(database.source): \($0) only on the cluster" }
+    }
+
+    /// Why the copy cannot be trusted or go on, if it cannot.
+    func problem(_ look: Look) async -> (String, String)? {
+        if !look.errors.isEmpty {
+            return (look.errors.joined(separator: "; "), "fix the cause on the cluster (a missing role or extension, a constraint), then `pgha resume`; or `pgha rollback`")
+        }
+        if !look.slotMissing.isEmpty {
+            return ("the subscription's slot \(look.slotMissing.joined(separator: ", ")) is missing on the single node", "`pgha rollback` and run again")
+        }
+        if look.retainedBytes > sync.maxWALRetentionBytes {
+            return ("the single node holds back \(formatBytes(look.retainedBytes)) of WAL for the subscription, more than sync.max_wal_retention (\(formatBytes(sync.maxWALRetentionBytes)))",
+                    "find why the cluster does not keep up (its PostgreSQL log), then `pgha resume`; or `pgha rollback`, which frees the WAL")
+        }
+        if !look.schemaChanges.isEmpty {
+            return ("the single node's schema changed during sync (DDL is not replicated logically): " + look.schemaChanges.prefix(5).joined(separator: "; "),
+                    "apply the same DDL on the cluster, then `pgha resume`; or `pgha rollback` and run again")
+        }
+        return nil
+    }
+
+    /// Why the copy cannot be trusted yet after leader changes, if it cannot: a change not
+    /// verified, or a leader other than the one journaled last.
+    func leaderChange() async -> (String, String)? {
+        let pending = unverifiedChanges
+        if !pending.isEmpty {
+            return ("the cluster's leader changed during the logical sync and the compare that verifies it has not finished (leader change \(pending.map(String.init).joined(separator: ", ")))",
+                    "`pgha resume` compares every table and copies again what differs")
+        }
+        if let recorded = recordedIdentity, let now = await leaderIdentity(), now != recorded {
+            return ("the cluster's leader is not the one of the copy (\(recorded); now \(now.replacingOccurrences(of: "the cluster's leader ", with: "")))",
+                    "`pgha resume` compares every table and copies again what differs")
+        }
+        return nil
+    }
+
+    func wait() async throws {
+        let started = context.clock.now()
+        var lastProgress = started
+        var best = (ready: -1, lag: Int64.max)
+        var unreachableSince: Date?
+        while true {
+            try context.checkCancellation()
+            let look: Look
+            do {
+                look = try await self.look()
+                unreachableSince = nil
+            } catch let error as MigrationError where error.code == .stageFailed {
+                // No leader (a failover under way) or a member not answering: waited for, up to
+                // sync.stall_timeout.
+                let now = context.clock.now()
+                let since = unreachableSince ?? now
+                unreachableSince = since
+                if now.timeIntervalSince(since) > sync.stallTimeoutSeconds {
+                    try context.activity.doneWaiting()
+                    throw MigrationError(.stageFailed, "the cluster did not answer for \(Int(sync.stallTimeoutSeconds)) s (sync.stall_timeout): \(error.message)")
+                }
+                try context.activity.waiting("the cluster to answer again (a leader change?): " + error.message, detail: nil, deadline: since.addingTimeInterval(sync.stallTimeoutSeconds))
+                try await context.sleep(for: pollInterval)
+                continue
+            }
+            if try await noticeLeaderChange() {
+                best = (-1, Int64.max)
+                lastProgress = context.clock.now()
+            }
+            // While a leader change waits for its verification, the workers' copy and apply
+            // errors are the new leader's restart (a table sync's slot, a dropped connection:
+            // retried by PostgreSQL); one that persists keeps its table from getting ready, which
+            // the stall timeout reports. The verification resets the counters.
+            // So are table-sync errors during the initial copy (a copy interrupted by a crash or a
+            // DDL: PostgreSQL retries the table; the DDL check names the DDL).
+            var judged = look
+            if !unverifiedChanges.isEmpty || (look.ready < look.tables && look.applyErrorCount == 0) { judged.errors = [] }
+            if let (reason, advice) = await problem(judged) {
+                try context.activity.doneWaiting()
+                throw MigrationError(.stageFailed, reason + ". Next: " + advice)
+            }
+            let now = context.clock.now()
+            if look.ready > best.ready || (look.ready == look.tables && look.lagBytes < best.lag) {
+                best = (look.ready, look.lagBytes)
+                lastProgress = now
+            }
+            context.activity.progress(StageProgress(task: "logical-copy", title: "initial copy (tables copied by the subscriptions)", kind: .transfer, unit: .items,
+                                                    value: Int64(look.ready), total: Int64(look.tables), detail: look.notReady.isEmpty ? nil : String(look.notReady.joined(separator: "; ").prefix(120))))
+            if look.ready == look.tables && look.tables > 0 {
+                context.activity.progress(StageProgress(task: "logical-lag", title: "the subscriptions' lag on the single node", kind: .gauge, unit: .bytes,
+                                                        value: look.lagBytes, target: sync.caughtUpLagBytes))
+            }
+            if look.tables > 0, look.ready == look.tables, look.lagBytes <= sync.caughtUpLagBytes {
+                let changes = unverifiedChanges
+                if !changes.isEmpty {
+                    // Everything copied and streaming on the new leader: now it can be compared.
+                    try await verifyAfterLeaderChanges(changes)
+                    best = (-1, Int64.max)
+                    lastProgress = context.clock.now()
+                    continue
+                }
+                try context.activity.doneWaiting()
+                // Every table sync succeeded: the errors retried on the way are over.
+                if !look.errors.isEmpty { try await resetErrorCounters() }
+                context.progress("every table copied (\(look.tables)); the subscriptions stream, lag \(formatBytes(look.lagBytes))")
+                return
+            }
+            let what = look.ready < look.tables || look.tables == 0
+                ? "the initial copy: \(look.ready) of \(look.tables) tables ready" + (look.notReady.isEmpty ? "" : " (copying: " + look.notReady.joined(separator: "; ").prefix(200) + ")")
+                    + (look.errors.isEmpty ? "" : "; " + look.errors.joined(separator: "; "))
+                : "the subscriptions to catch up: lag \(formatBytes(look.lagBytes))"
+            try context.activity.waiting(what, detail: nil, deadline: started.addingTimeInterval(sync.clusterTimeoutSeconds))
+            if now.timeIntervalSince(started) > sync.clusterTimeoutSeconds {
+                try context.activity.doneWaiting()
+                throw MigrationError(.stageFailed, "the logical copy did not finish within sync.cluster_timeout (\(Int(sync.clusterTimeoutSeconds)) s): \(what). Next: `pgha resume` waits again")
+            }
+            if now.timeIntervalSince(lastProgress) > sync.stallTimeoutSeconds {
+                try context.activity.doneWaiting()
+                throw MigrationError(.stageFailed, "no progress for \(Int(sync.stallTimeoutSeconds)) s (sync.stall_timeout): \(what). Next: the cluster's PostgreSQL log; then `pgha resume`")
+            }
+            try await context.sleep(for: pollInterval)
+        }
+    }
+}
