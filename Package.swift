@@ -123,7 +123,7 @@ let package = Package(
         ),
 
         // Tests: pure unit tests per module (no network, mock clock) ...
-        .testTarget(name: "PGClientTests", dependencies: ["PGClient"], swiftSettings: swiftSettings),
+        .testTarget(name: "PGClientTests", dependencies: ["PGClient", "BlockingIO"], swiftSettings: swiftSettings),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload"], swiftSettings: swiftSettings),
         // Test doubles shared by test targets: a loopback HTTP server, and documents mutated by
         // seeded generators for the property-based tests of the parsers.

@@ -297,6 +297,35 @@ struct CutoverIntegrationTests {
         return work
     }
 
+    @Test("pgha killed right after the application switched, before the single node subscribes back: rollback subscribes first and keeps every write made on the cluster")
+    func rollbackAfterAKillBetweenTheSwitchAndTheWayBack() throws {
+        let work = try workspace()
+        defer { restore(work) }
+        let workload = try startWorkload(work)
+        let upToShadow = cli.run(["run", "sandbox.yml", "--state-dir", work.stateDir, "--until", "shadow"], in: work, timeout: 600)
+        #expect(upToShadow.exitCode == 0, "\(upToShadow)")
+        let killed = cli.run(["resume", "--state-dir", work.stateDir, "--unattended", "--until", "cutover"], in: work,
+                             environment: ["PGHA_TEST_CRASH_AFTER_STEP": "switch-application"], timeout: 300)
+        #expect(killed.signaled, "pgha was to kill itself once the switch was recorded: \(killed)")
+        let steps = try StateStore(directory: work.stateDir).load().steps.filter { $0.stage == .cutover }
+        #expect(steps.contains { $0.name == "switch-application" && $0.phase == .done })
+        #expect(!steps.contains { $0.name.hasPrefix("subscription:") }, "the kill came before the way back's subscription")
+        // The application writes on the cluster; nothing reads the way back's slots yet.
+        Thread.sleep(forTimeInterval: 3)
+        let rollback = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 300)
+        let judged = stopWorkload(workload, work)
+        #expect(rollback.exitCode == 0, "\(rollback)")
+        #expect(rollback.stdout.contains("the single node subscribes to the cluster"), "\(rollback.stdout)")
+        let report = try judged()
+        print("[cutover kill after the switch, then rollback] workload \(report.summary)")
+        #expect(report.acknowledged > 200, "\(report.summary)")
+        #expect(report.missing == 0 && report.duplicated == 0, "\(report.summary)")
+        #expect(report.checkedOn == "\(sandbox.single.host):\(sandbox.single.port)", "checked on \(report.checkedOn)")
+        let source = try superuser(sandbox.single.host, sandbox.single.port)
+        #expect(try source.query("SELECT count(*) FROM pg_subscription").int(0, 0) == 0)
+        #expect(try source.query("SELECT current_setting('default_transaction_read_only')").string(0, 0) == "off")
+    }
+
     struct Workload {
         let process: ChildProcess
         let reportPath: String

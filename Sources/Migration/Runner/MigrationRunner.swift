@@ -35,9 +35,9 @@ public struct MigrationRunner: Sendable {
         var simulatedCrash: (@Sendable (Int) -> Bool)?
         /// Test hook (the CLI's `PGHA_TEST_CRASH_AT_WRITE` / `PGHA_TEST_CRASH_BEFORE_WRITE`, used by
         /// the kill -9 integration tests): called with the number (from 1) of every state write,
-        /// just before it (`written == false`) and just after it reached the disk (`written == true`).
-        /// Leave it nil in production.
-        public var stateWriteHook: (@Sendable (_ write: Int, _ written: Bool) -> Void)?
+        /// just before it (`written == false`) and just after it reached the disk (`written == true`),
+        /// with the state written. Leave it nil in production.
+        public var stateWriteHook: (@Sendable (_ write: Int, _ written: Bool, _ state: MigrationState) -> Void)?
 
         public init(
             playbook: LoadedPlaybook, store: StateStore, executors: [any MigrationStageExecutor],
@@ -312,9 +312,9 @@ public struct MigrationRunner: Sendable {
                 return (n, crash?(n) ?? false)
             }
             if crashed { throw MigrationError(.io, "simulated crash") }
-            hook?(number, false)
+            hook?(number, false, state)
             try store.save(state, redactor: redactor)
-            hook?(number, true)
+            hook?(number, true, state)
         }
     }
 

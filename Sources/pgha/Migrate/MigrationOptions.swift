@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import Logging
 import Migration
 
@@ -205,17 +206,34 @@ struct MigrationSession {
 ///   write reached the disk (before the side effect that write announced).
 /// - `PGHA_TEST_CRASH_BEFORE_WRITE=N`: SIGKILL just before the Nth state write (after every side
 ///   effect that followed write N-1).
+/// - `PGHA_TEST_CRASH_AFTER_STEP=NAME`: SIGKILL right after the write that records step NAME done
+///   (the first such write of the process, if the step was not done when it started).
 ///
 /// Writes are counted per process, from 1.
 enum CrashTestHook {
-    static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> (@Sendable (Int, Bool) -> Void)? {
+    static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> (@Sendable (Int, Bool, MigrationState) -> Void)? {
         let after = environment["PGHA_TEST_CRASH_AT_WRITE"].flatMap(Int.init)
         let before = environment["PGHA_TEST_CRASH_BEFORE_WRITE"].flatMap(Int.init)
-        guard after != nil || before != nil else { return nil }
-        return { write, written in
+        let afterStep = environment["PGHA_TEST_CRASH_AFTER_STEP"].flatMap { $0.isEmpty ? nil : $0 }
+        guard after != nil || before != nil || afterStep != nil else { return nil }
+        let stepWasDone = StepDone()
+        return { write, written, state in
             if (written && write == after) || (!written && write == before) {
                 kill(getpid(), SIGKILL)
             }
+            if let afterStep, written {
+                let done = state.steps.contains { $0.name == afterStep && $0.phase == .done }
+                let becameDone = stepWasDone.value.withLock { previous -> Bool in
+                    defer { previous = done }
+                    return previous == false && done
+                }
+                if becameDone { kill(getpid(), SIGKILL) }
+            }
         }
+    }
+
+    /// Whether the step was done at the previous write (nil before the first).
+    private final class StepDone: Sendable {
+        let value = Mutex<Bool?>(nil)
     }
 }

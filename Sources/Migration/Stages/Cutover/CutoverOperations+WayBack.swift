@@ -61,7 +61,13 @@ extension CutoverOperations {
 
     // MARK: - 7. The single node subscribes
 
-    func subscriptionConninfo(database: String) throws(MigrationError) -> String {
+    /// The way back's connection string: every member, the one out of recovery chosen.
+    /// `target_session_attrs=primary` (PostgreSQL 14 and later: the single node's server makes the
+    /// connection) rather than `read-write`: a rollback freezes the cluster
+    /// (`default_transaction_read_only`), and a `read-write` walreceiver connecting after that —
+    /// a second database's apply worker started a few seconds later, a reconnect — finds every
+    /// member "read-only" and never streams. A PostgreSQL 13 single node knows only `read-write`.
+    func subscriptionConninfo(database: String, singleNodeVersion: Int) throws(MigrationError) -> String {
         let hosts = db.members.map(\.host).joined(separator: ",")
         let ports = db.members.map { String($0.port) }.joined(separator: ",")
         var password: String?
@@ -69,7 +75,17 @@ extension CutoverOperations {
         // The single node's server makes this connection: sslrootcert is a path on its machine.
         return CutoverDatabases.conninfo(host: hosts, port: ports, database: database, user: cutover.wayBackUser,
                                          tls: PostgresTLS(sslMode: playbook.target.sslmode, sslRootCert: playbook.target.sslrootcert),
-                                         extra: ["target_session_attrs=read-write", "connect_timeout=5", "application_name=pgha_way_back"], password: password)
+                                         extra: ["target_session_attrs=" + (singleNodeVersion >= 140000 ? "primary" : "read-write"), "connect_timeout=5", "application_name=pgha_way_back"],
+                                         password: password)
+    }
+
+    /// After the switch: the single node subscribes to the cluster. In the logical method the
+    /// forward subscriptions are dropped before (else the single node would publish the cluster's
+    /// writes back to it). Each step is journaled and skipped once done, so the cutover (resumed)
+    /// and a rollback after the switch both call it.
+    func subscribeWayBack() async throws {
+        if isLogical { try await dropForwardSubscriptions() }
+        try await subscribeSingleNode()
     }
 
     func subscribeSingleNode() async throws {
@@ -81,7 +97,7 @@ extension CutoverOperations {
                 try await db.writable(source)
                 let exists = try await db.run(source, "SELECT 1 FROM pg_subscription WHERE subname = $1", [.text(name)], what: "looking for the subscription")
                 if exists.rowCount == 0 {
-                    let conninfo = try subscriptionConninfo(database: database.cluster)
+                    let conninfo = try subscriptionConninfo(database: database.cluster, singleNodeVersion: source.serverVersion)
                     try await db.run(source, "CREATE SUBSCRIPTION \(SQLQuoting.identifier(name)) CONNECTION \(SQLQuoting.literal(conninfo)) PUBLICATION \(SQLQuoting.identifier(cutover.wayBackName)) WITH (copy_data = false, create_slot = false, slot_name = \(SQLQuoting.literal(name)), enabled = true)",
                                      what: "CREATE SUBSCRIPTION \(name)")
                 }

@@ -189,13 +189,30 @@ struct CutoverOperations: Sendable {
     /// `ALTER SYSTEM RESET default_transaction_read_only` on every member whose
     /// postgresql.auto.conf carries it (a member cloned while an earlier attempt had the single
     /// node frozen inherited it). ALTER SYSTEM works on a standby too.
-    func resetInheritedFreeze(_ name: String) async throws {
+    ///
+    /// A member may be restarting (Patroni restarts the replicas after a promotion to copy the
+    /// permanent slots: a session opened before is terminated with 57P01): each member is tried
+    /// again with a new session for up to `seconds`; one that never answers is named, not waited
+    /// for (a member that is down did not inherit anything since).
+    func resetInheritedFreeze(_ name: String, seconds: Double = 30) async throws {
         try await step(name, "ALTER SYSTEM RESET default_transaction_read_only on members that inherited it") {
             for m in db.members {
-                guard let c = try? await db.member(host: m.host, port: m.port, database: "postgres") else { continue }
-                if try await db.autoConfSetting(c, "default_transaction_read_only") != nil {
-                    try await db.alterSystem(c, "default_transaction_read_only", to: nil)
-                    context.progress("\(m.name): the inherited read-only default was reset")
+                var failure = ""
+                let answered = try await wait("\(m.name) to answer", seconds: seconds) {
+                    do {
+                        let c = try await db.member(host: m.host, port: m.port, database: "postgres")
+                        if try await db.autoConfSetting(c, "default_transaction_read_only") != nil {
+                            try await db.alterSystem(c, "default_transaction_read_only", to: nil)
+                            context.progress("\(m.name): the inherited read-only default was reset")
+                        }
+                        return true
+                    } catch let error as MigrationError where error.code != .interrupted {
+                        failure = error.message
+                        return false
+                    }
+                }
+                if !answered {
+                    context.progress("\(m.name) did not answer within \(Int(seconds)) s (\(failure)): if it was cloned while the single node was frozen, run `ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf();` there once it is up")
                 }
             }
             return nil

@@ -5,6 +5,7 @@ import Patroni
 
 /// Rollback after cutover: the application goes back to the single node with every write it made
 /// on the cluster. Idempotent (a rollback interrupted at any point is run again from the top):
+/// 0. the single node subscribed to the cluster, if the cutover stopped before it did;
 /// 1. PgBouncer `PAUSE` (or nothing, for the hook method);
 /// 2. freeze the cluster: `default_transaction_read_only` through Patroni's dynamic configuration
 ///    (a switchover cannot lift it), the application's roles `NOLOGIN` on the leader and their
@@ -29,6 +30,9 @@ struct CutoverRollback: Sendable {
 
     func run() async throws {
         context.progress("rollback after cutover: the application goes back to the single node with every write made on the cluster")
+        // 0. The way back subscribed: a cutover that stopped between the switch and the
+        //    subscription left the cluster's writes in its slots with nobody reading them.
+        try await ops.subscribeWayBack()
         let pausedAt = ops.now
         // 1. Pause the application.
         if cutover.method == .pgbouncer, let settings = cutover.pgbouncer {

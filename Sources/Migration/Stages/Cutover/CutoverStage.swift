@@ -178,15 +178,12 @@ public struct CutoverStage: MigrationStageExecutor {
             try await ops.awaitSwitchTarget()
             try await ops.switchApplication()
         }
-        if ops.isLogical {
-            // Before the way back starts: else the single node would publish the cluster's writes
-            // back to it.
-            try await ops.dropForwardSubscriptions()
-        } else {
+        // The way back first: from the switch on, the cluster's writes wait in its slots.
+        try await ops.subscribeWayBack()
+        if !ops.isLogical {
             // Outside the pause: a member cloned during it would have inherited the freeze.
             try await ops.resetInheritedFreeze("reset-inherited-freeze:after-switch")
         }
-        try await ops.subscribeSingleNode()
         try await ops.proveWayBack()
         try await ops.awaitReplicasStreaming()
     }
