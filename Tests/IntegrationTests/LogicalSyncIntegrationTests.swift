@@ -350,6 +350,7 @@ struct LogicalSyncIntegrationTests {
         _ = try source.query("DROP TABLE IF EXISTS public.lt_big")
         _ = try source.query("CREATE TABLE public.lt_big (id bigint PRIMARY KEY, payload text NOT NULL)", timeout: .seconds(60))
         _ = try source.query("INSERT INTO public.lt_big SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, \(rows)) g", timeout: .seconds(120))
+        _ = try source.query("ANALYZE public.lt_big", timeout: .seconds(60))
         source.close()
         let work = try workspace()
         defer {
@@ -384,11 +385,13 @@ struct LogicalSyncIntegrationTests {
         let finished = sync.wait(timeout: 400)
         #expect(finished.exitCode == 0 && finished.stdout.contains("gate sync: PASS"), "\(finished)")
         #expect(finished.stdout.contains("the cluster's leader changed during the logical sync"), "\(finished.stdout)")
+        // The table's own progress bar (pg_stat_progress_copy against the single node's estimate).
+        #expect(finished.stdout.contains("copying distributed_postgres_cluster.lt_big (its table sync's COPY)"), "\(finished.stdout)")
         let repaired = try leader(database: "lt_project")
         #expect(try repaired.query("SELECT count(*) FROM lt_big").int(0, 0) == rows, "every row of lt_big copied once")
         #expect(try repaired.query("SELECT count(DISTINCT id) FROM lt_big").int(0, 0) == rows)
         repaired.close()
-        print("[logical crash mid-copy at \(String(format: "%.1f", copying.seconds)) s] " + finished.stdout.split(separator: "\n").filter { $0.contains("leader change") || $0.contains("copied again") || $0.contains("compare:") || $0.contains("error") }.joined(separator: "\n"))
+        print("[logical crash mid-copy at \(String(format: "%.1f", copying.seconds)) s] " + finished.stdout.split(separator: "\n").filter { $0.contains("leader change") || $0.contains("copied again") || $0.contains("compare:") || $0.contains("error") || $0.contains("copying ") }.joined(separator: "\n"))
         let up = cli.run(["sandbox", "up"], in: work, timeout: 180)
         #expect(up.exitCode == 0, "\(up)")
         let rest = cli.run(["resume", "--state-dir", work.stateDir], in: work, timeout: 600)

@@ -19,6 +19,26 @@ extension LogicalSync {
         var applyErrorCount: Int64 = 0
         var schemaChanges: [String] = []
         var slotMissing: [String] = []
+        /// The table syncs copying now (pg_stat_progress_copy on the cluster's leader).
+        var copying: [TableCopy] = []
+    }
+
+    /// One table sync's COPY as pg_stat_progress_copy shows it on the cluster's leader, with the
+    /// single node's estimate of the table's rows (`reltuples`; nil before an ANALYZE).
+    struct TableCopy: Sendable, Hashable {
+        var database: String
+        var table: String
+        var rows: Int64
+        var bytes: Int64
+        var estimatedRows: Int64?
+
+        var task: String { "logical-copy:\(database).\(table)" }
+
+        func progress(done: Bool = false) -> StageProgress {
+            let total = done ? rows : estimatedRows.map { max($0, rows) }
+            return StageProgress(task: task, title: "copying \(database).\(table) (its table sync's COPY)", kind: .transfer, unit: .items,
+                                 value: rows, total: total, detail: formatBytes(bytes) + " received" + (done ? ", copied" : ""))
+        }
     }
 
     func look() async throws -> Look {
@@ -54,8 +74,30 @@ extension LogicalSync {
                 look.retainedBytes = max(look.retainedBytes, try slot.int(0, 1) ?? 0)
             }
             look.schemaChanges += try await schemaDifferences(database, cluster: cluster, source: source)
+            if look.ready < look.tables {
+                look.copying += try await tableCopies(database, cluster: cluster, source: source)
+            }
         }
         return look
+    }
+
+    /// The table syncs' COPY into `database` on the cluster, with the single node's row estimates.
+    func tableCopies(_ database: (source: String, cluster: String), cluster: PGConnection, source: PGConnection) async throws -> [TableCopy] {
+        let copies = try await db.run(cluster, """
+            SELECT p.relid::regclass::text, p.tuples_processed, p.bytes_processed
+            FROM pg_stat_progress_copy p WHERE p.datid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND p.command = 'COPY FROM'
+            ORDER BY 1
+            """, what: "reading the table syncs' COPY progress")
+        var result: [TableCopy] = []
+        for row in 0..<copies.rowCount {
+            guard let table = copies.string(row, 0) else { continue }
+            let estimate = try await db.run(source, "SELECT c.reltuples::bigint FROM pg_class c WHERE c.oid = to_regclass($1)", [.text(table)],
+                                            what: "reading the single node's row estimate of \(table)")
+            let rows = estimate.rowCount > 0 ? (try estimate.int(0, 0) ?? -1) : -1
+            result.append(TableCopy(database: database.source, table: table, rows: try copies.int(row, 1) ?? 0, bytes: try copies.int(row, 2) ?? 0,
+                                    estimatedRows: rows > 0 ? rows : nil))
+        }
+        return result
     }
 
     /// Tables and columns of the single node that the cluster does not have as such (DDL on the
@@ -113,6 +155,7 @@ extension LogicalSync {
         var lastProgress = started
         var best = (ready: -1, lag: Int64.max)
         var unreachableSince: Date?
+        var copying: [String: TableCopy] = [:]
         while true {
             try context.checkCancellation()
             let look: Look
@@ -156,6 +199,13 @@ extension LogicalSync {
             }
             context.activity.progress(StageProgress(task: "logical-copy", title: "initial copy (tables copied by the subscriptions)", kind: .transfer, unit: .items,
                                                     value: Int64(look.ready), total: Int64(look.tables), detail: look.notReady.isEmpty ? nil : String(look.notReady.joined(separator: "; ").prefix(120))))
+            // One bar per table being copied; a table whose COPY ended gets its last bar, done.
+            let nowCopying = Dictionary(look.copying.map { ($0.task, $0) }, uniquingKeysWith: { a, _ in a })
+            for (task, finished) in copying where nowCopying[task] == nil {
+                context.activity.progress(finished.progress(done: true))
+            }
+            for copy in look.copying { context.activity.progress(copy.progress()) }
+            copying = nowCopying
             if look.ready == look.tables && look.tables > 0 {
                 context.activity.progress(StageProgress(task: "logical-lag", title: "the subscriptions' lag on the single node", kind: .gauge, unit: .bytes,
                                                         value: look.lagBytes, target: sync.caughtUpLagBytes))
