@@ -358,7 +358,10 @@ struct LogicalSyncIntegrationTests {
             _ = cli.run(["sandbox", "up"], in: try! Workspace(cli), timeout: 180)
         }
         let workload = try cutover.startWorkload(work)
-        let sync = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)
+        // pgha itself is killed once the verification's compare has journaled its first identical
+        // table: the resumed sync must not compare it again.
+        let sync = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work,
+                                 environment: ["PGHA_TEST_CRASH_AFTER_STEP": "compared:*"])
         // The leader is crashed while lt_big's table sync is copying (state 'd'), a second into it.
         var copying: (leader: String, seconds: Double)?
         let started = ContinuousClock.now
@@ -382,16 +385,19 @@ struct LogicalSyncIntegrationTests {
         #expect(copied == "d", "still copying when crashed (state \(copied ?? "?"))")
         let killed = try SandboxController(configuration: sandbox).crash(member: member.name)
         #expect(killed.count == 2, "signalled \(killed)")
-        let finished = sync.wait(timeout: 400)
-        #expect(finished.exitCode == 0 && finished.stdout.contains("gate sync: PASS"), "\(finished)")
-        #expect(finished.stdout.contains("the cluster's leader changed during the logical sync"), "\(finished.stdout)")
+        let killedInCompare = sync.wait(timeout: 400)
+        #expect(killedInCompare.signaled, "pgha was to kill itself once the compare journaled a table: \(killedInCompare)")
+        #expect(killedInCompare.stdout.contains("the cluster's leader changed during the logical sync"), "\(killedInCompare.stdout)")
         // The table's own progress bar (pg_stat_progress_copy against the single node's estimate).
-        #expect(finished.stdout.contains("copying distributed_postgres_cluster.lt_big (its table sync's COPY)"), "\(finished.stdout)")
+        #expect(killedInCompare.stdout.contains("copying distributed_postgres_cluster.lt_big (its table sync's COPY)"), "\(killedInCompare.stdout)")
+        let finished = cli.run(["resume", "--state-dir", work.stateDir, "--until", "sync"], in: work, timeout: 400)
+        #expect(finished.exitCode == 0 && finished.stdout.contains("gate sync: PASS"), "\(finished)")
+        #expect(finished.stdout.contains("found identical before the interruption are not compared again"), "\(finished.stdout)")
         let repaired = try leader(database: "lt_project")
         #expect(try repaired.query("SELECT count(*) FROM lt_big").int(0, 0) == rows, "every row of lt_big copied once")
         #expect(try repaired.query("SELECT count(DISTINCT id) FROM lt_big").int(0, 0) == rows)
         repaired.close()
-        print("[logical crash mid-copy at \(String(format: "%.1f", copying.seconds)) s] " + finished.stdout.split(separator: "\n").filter { $0.contains("leader change") || $0.contains("copied again") || $0.contains("compare:") || $0.contains("error") || $0.contains("copying ") }.joined(separator: "\n"))
+        print("[logical crash mid-copy at \(String(format: "%.1f", copying.seconds)) s] " + (killedInCompare.stdout + finished.stdout).split(separator: "\n").filter { $0.contains("leader change") || $0.contains("copied again") || $0.contains("compare:") || $0.contains("error") || $0.contains("copying ") }.joined(separator: "\n"))
         let up = cli.run(["sandbox", "up"], in: work, timeout: 180)
         #expect(up.exitCode == 0, "\(up)")
         let rest = cli.run(["resume", "--state-dir", work.stateDir], in: work, timeout: 600)

@@ -23,6 +23,9 @@ public struct DataCompare: Sendable {
         public var tables: [String]
         /// The target member to read (its name); nil: the cluster's leader (or standby leader).
         public var member: String?
+        /// Tables (`database.schema.name`) not to compare again: found identical by an earlier,
+        /// interrupted run (`LogicalSync`'s verification resumes this way).
+        public var skip: Set<String> = []
 
         public init(limits: CompareModel.Limits = .init(), jobs: Int = 2, recheckDelay: Duration = .seconds(1),
                     statementTimeout: Duration = .seconds(300), tables: [String] = [], member: String? = nil) {
@@ -47,7 +50,11 @@ public struct DataCompare: Sendable {
 
     /// Compares every database; `progress` gets one line per table. Throws `.stageFailed` when a
     /// side cannot be reached or read (the message says which and why).
-    public func run(progress: @escaping @Sendable (String) -> Void = { _ in }) async throws(MigrationError) -> CompareReport {
+    ///
+    /// `compared` is called once per table as soon as its comparison is finished (from any of the
+    /// jobs), so that a caller can record it; what it throws stops the compare.
+    public func run(progress: @escaping @Sendable (String) -> Void = { _ in },
+                    compared: @escaping @Sendable (CompareReport.Table) throws(MigrationError) -> Void = { _ in }) async throws(MigrationError) -> CompareReport {
         let started = ContinuousClock.now
         let target = try await targetMember()
         progress("comparing the single node \(connections.playbook.source.host):\(connections.playbook.source.port) with \(target.name) (\(target.host):\(target.port))")
@@ -61,7 +68,7 @@ public struct DataCompare: Sendable {
         if let shared = s.shared { databases.append((shared, t.shared ?? shared)) }
         for (sourceDB, targetDB) in databases {
             let side = Sides(compare: self, cache: cache, sourceDatabase: sourceDB, targetDatabase: targetDB, target: target)
-            report.tables += try await side.compareDatabase(progress: progress)
+            report.tables += try await side.compareDatabase(progress: progress, compared: compared)
         }
         report.elapsedSeconds = (ContinuousClock.now - started).asSeconds
         return report
@@ -158,7 +165,8 @@ private struct Sides: Sendable {
         }
     }
 
-    func compareDatabase(progress: @escaping @Sendable (String) -> Void) async throws(MigrationError) -> [CompareReport.Table] {
+    func compareDatabase(progress: @escaping @Sendable (String) -> Void,
+                         compared: @escaping @Sendable (CompareReport.Table) throws(MigrationError) -> Void) async throws(MigrationError) -> [CompareReport.Table] {
         let sourceTables = try await tables(try await source(job: 0), side: "the single node (\(sourceDatabase))")
         let targetTables = try await tables(try await target(job: 0), side: "\(target.name) (\(targetDatabase))")
         let wanted = Set(compare.options.tables)
@@ -168,6 +176,10 @@ private struct Sides: Sendable {
         var results: [CompareReport.Table] = []
         var work: [(CompareModel.Table, Int64)] = []
         for table in sourceTables where selected(table) {
+            if compare.options.skip.contains(sourceDatabase + "." + table.displayName) {
+                progress("\(sourceDatabase) \(table.displayName): identical (compared before the interruption)")
+                continue
+            }
             guard let other = onTarget[table.displayName] else {
                 results.append(.init(database: sourceDatabase, table: table.displayName, status: .missingOnTarget))
                 progress("\(sourceDatabase) \(table.displayName): missing on the cluster")
@@ -198,6 +210,7 @@ private struct Sides: Sendable {
                             var result = try await compareTable(table, job: job)
                             result.bytes = bytes
                             progress("\(sourceDatabase) \(result.table): \(result.summary)")
+                            try compared(result)
                             done.append(result)
                         } catch {
                             // The other jobs stop at their next table.

@@ -207,7 +207,8 @@ struct MigrationSession {
 /// - `PGHA_TEST_CRASH_BEFORE_WRITE=N`: SIGKILL just before the Nth state write (after every side
 ///   effect that followed write N-1).
 /// - `PGHA_TEST_CRASH_AFTER_STEP=NAME`: SIGKILL right after the write that records step NAME done
-///   (the first such write of the process, if the step was not done when it started).
+///   (the first such write of the process, if the step was not done when it started); `PREFIX*`:
+///   the first step whose name starts with PREFIX.
 ///
 /// Writes are counted per process, from 1.
 enum CrashTestHook {
@@ -222,7 +223,9 @@ enum CrashTestHook {
                 kill(getpid(), SIGKILL)
             }
             if let afterStep, written {
-                let done = state.steps.contains { $0.name == afterStep && $0.phase == .done }
+                let done = state.steps.contains { step in
+                    step.phase == .done && (afterStep.hasSuffix("*") ? step.name.hasPrefix(afterStep.dropLast()) : step.name == afterStep)
+                }
                 let becameDone = stepWasDone.value.withLock { previous -> Bool in
                     defer { previous = done }
                     return previous == false && done

@@ -137,10 +137,22 @@ extension LogicalSync {
         var options = DataCompare.Options()
         options.limits.rechecks = 3
         options.recheckDelay = .milliseconds(500)
+        // Resumable: each table found identical is journaled (`compared:<change>:<db>.<table>`);
+        // a resumed verification of the same change skips those (the copy streams on: an
+        // identical table stays so unless the leader changes again, which is a new verification).
+        let prefix = "compared:\(last):"
+        let already = Set(journal.steps(of: stage).filter { $0.name.hasPrefix(prefix) && $0.phase == .done }.map { String($0.name.dropFirst(prefix.count)) })
+        options.skip = already
+        if !already.isEmpty { context.progress("compare: \(already.count) table(s) found identical before the interruption are not compared again") }
+        let journal = self.journal, stage = self.stage
         let report: CompareReport
         do {
             report = try await DataCompare(playbook: playbook, environment: context.environment, redactor: context.redactor, options: options)
-                .run { line in context.progress("compare: " + line) }
+                .run(progress: { line in context.progress("compare: " + line) }, compared: { table throws(MigrationError) in
+                    guard table.isIdentical else { return }
+                    let id = try journal.beginStep(stage, name: prefix + table.database + "." + table.table, detail: "\(table.database).\(table.table) identical after leader change \(last)")
+                    try journal.completeStep(id)
+                })
         } catch {
             throw MigrationError(.stageFailed, "the compare after the leader change failed: \(error.message). Next: `pgha resume` compares again")
         }
@@ -160,7 +172,7 @@ extension LogicalSync {
                 : "after leader change \(change): \(report.tables.count) tables compared; copied again: \(recopied.joined(separator: ", "))") {}
         }
         context.progress(recopied.isEmpty
-            ? "after the leader change every table agrees with the single node (\(report.tables.count) compared in \(String(format: "%.1f", report.elapsedSeconds)) s)"
+            ? "after the leader change every table agrees with the single node (\(report.tables.count) compared in \(String(format: "%.1f", report.elapsedSeconds)) s" + (already.isEmpty ? ")" : ", \(already.count) more before the interruption)")
             : "after the leader change \(recopied.count) table(s) differed and are copied again: \(recopied.joined(separator: ", "))")
     }
 

@@ -21,6 +21,8 @@ extension LogicalSync {
         var slotMissing: [String] = []
         /// The table syncs copying now (pg_stat_progress_copy on the cluster's leader).
         var copying: [TableCopy] = []
+        /// `database.table` of every table whose copy has not finished (states i, d).
+        var toCopy: Set<String> = []
     }
 
     /// One table sync's COPY as pg_stat_progress_copy shows it on the cluster's leader, with the
@@ -34,10 +36,16 @@ extension LogicalSync {
 
         var task: String { "logical-copy:\(database).\(table)" }
 
+        /// The bar while copying; `done`: the last one, once the table's COPY has ended (the last
+        /// look saw part of it: the whole estimate counts as copied).
         func progress(done: Bool = false) -> StageProgress {
-            let total = done ? rows : estimatedRows.map { max($0, rows) }
+            let total = estimatedRows.map { max($0, rows) }
+            if done {
+                return StageProgress(task: task, title: "copying \(database).\(table) (its table sync's COPY)", kind: .transfer, unit: .items,
+                                     value: total ?? rows, total: total ?? rows, detail: "copied")
+            }
             return StageProgress(task: task, title: "copying \(database).\(table) (its table sync's COPY)", kind: .transfer, unit: .items,
-                                 value: rows, total: total, detail: formatBytes(bytes) + " received" + (done ? ", copied" : ""))
+                                 value: rows, total: total, detail: formatBytes(bytes) + " received")
         }
     }
 
@@ -50,7 +58,8 @@ extension LogicalSync {
             let rel = try await db.run(cluster, """
                 SELECT count(*) FILTER (WHERE r.srsubstate = 'r'), count(r.srrelid),
                        string_agg(CASE WHEN r.srsubstate <> 'r' THEN r.srrelid::regclass::text || ' (' || r.srsubstate::text || ')' END, ', '),
-                       coalesce(max(st.apply_error_count), 0), coalesce(max(st.sync_error_count), 0)
+                       coalesce(max(st.apply_error_count), 0), coalesce(max(st.sync_error_count), 0),
+                       string_agg(CASE WHEN r.srsubstate IN ('i', 'd') THEN r.srrelid::regclass::text END, E'\n')
                 FROM pg_subscription s
                 LEFT JOIN pg_subscription_rel r ON r.srsubid = s.oid
                 LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid
@@ -59,6 +68,7 @@ extension LogicalSync {
             look.ready += Int(try rel.int(0, 0) ?? 0)
             look.tables += Int(try rel.int(0, 1) ?? 0)
             if let pending = rel.string(0, 2) { look.notReady.append(pending) }
+            for table in (rel.string(0, 5) ?? "").split(separator: "\n") { look.toCopy.insert(database.source + "." + table) }
             let applyErrors = try rel.int(0, 3) ?? 0, syncErrors = try rel.int(0, 4) ?? 0
             look.applyErrorCount += applyErrors
             if applyErrors + syncErrors > 0 {
@@ -201,8 +211,9 @@ extension LogicalSync {
                                                     value: Int64(look.ready), total: Int64(look.tables), detail: look.notReady.isEmpty ? nil : String(look.notReady.joined(separator: "; ").prefix(120))))
             // One bar per table being copied; a table whose COPY ended gets its last bar, done.
             let nowCopying = Dictionary(look.copying.map { ($0.task, $0) }, uniquingKeysWith: { a, _ in a })
-            for (task, finished) in copying where nowCopying[task] == nil {
-                context.activity.progress(finished.progress(done: true))
+            for (task, ended) in copying where nowCopying[task] == nil {
+                // Copied, or interrupted (a crash: PostgreSQL copies it again, a new bar).
+                if !look.toCopy.contains(ended.database + "." + ended.table) { context.activity.progress(ended.progress(done: true)) }
             }
             for copy in look.copying { context.activity.progress(copy.progress()) }
             copying = nowCopying
