@@ -45,6 +45,22 @@ struct CompareIntegrationTests {
         #expect(tables.contains { $0["table"] as? String == "public.pgha_compare_json" && $0["rowHash"] as? String == "text" && $0["status"] as? String == "identical" }, "\(tables)")
         print("[compare] \(tables.count) tables identical in \(report["elapsedSeconds"] ?? "?") s, \(document["mebibytesPerSecond"] ?? "?") MiB/s")
 
+        // Resumable: a first run records what it found identical, a second with the same file
+        // compares nothing again (as after an interruption).
+        let resumeFile = work.path + "/compare.resume"
+        let first = cli.run(["compare", "sandbox.yml", "--table", "public.pgbench_accounts", "--table", "public.item_tags", "--resume-file", resumeFile], in: work, timeout: 300)
+        #expect(first.exitCode == 0, "\(first)")
+        let recorded = Set((try String(contentsOfFile: resumeFile, encoding: .utf8)).split(separator: "\n").map(String.init))
+        #expect(recorded == ["\(cutover.sandbox.single.projectDatabase).public.pgbench_accounts", "\(cutover.sandbox.single.sharedDatabase).public.item_tags"], "\(recorded)")
+        #expect(try FileManager.default.attributesOfItem(atPath: resumeFile)[.posixPermissions] as? Int == 0o600)
+        let again = cli.run(["compare", "sandbox.yml", "--resume-file", resumeFile], in: work, timeout: 300)
+        #expect(again.exitCode == 0, "\(again)")
+        #expect(again.stdout.contains("2 table(s) listed in \(resumeFile) as identical are not compared again"), "\(again.stdout)")
+        #expect(again.stdout.contains("public.pgbench_accounts: identical (compared before the interruption)"), "\(again.stdout)")
+        #expect(again.stdout.contains("public.pgbench_branches: identical ("), "\(again.stdout)")
+        let unusable = cli.run(["compare", "sandbox.yml", "--resume-file", work.path + "/no/such/dir/file"], in: work, timeout: 60)
+        #expect(unusable.exitCode == 2 && unusable.stderr.contains("cannot use --resume-file"), "\(unusable)")
+
         // After the cutover the single node no longer follows physically: plant differences there
         // (pgha's own session may write on the frozen single node).
         let run = cli.run(["resume", "--state-dir", work.stateDir, "--until", "cutover"], in: work, timeout: 300)

@@ -18,7 +18,7 @@ struct CompareCommand: AsyncParsableCommand {
             target.admin_user when the playbook names them, else the application's.
 
             Exit codes: 0 every table identical; 1 a difference was found (a table missing, a \
-            range or rows differ); 2 invalid playbook or unset ${VAR}; 3 a side cannot be reached \
+            range or rows differ); 2 invalid playbook, unset ${VAR} or unusable --resume-file; 3 a side cannot be reached \
             or read (the message says which); 130 interrupted; 64 the command line itself is \
             malformed.
             """
@@ -48,6 +48,11 @@ struct CompareCommand: AsyncParsableCommand {
     @Option(help: "Tables compared at once (each with a connection per side).")
     var jobs: Int = 2
 
+    @Option(name: .customLong("resume-file"), help: ArgumentHelp(
+        "Record each table found identical in FILE (one `database.schema.table` a line) and skip the tables it already lists: an interrupted compare run again with the same FILE goes on where it stopped.",
+        valueName: "file"))
+    var resumeFile: String?
+
     @OptionGroup var output: JSONOutputOption
 
     func validate() throws {
@@ -59,14 +64,30 @@ struct CompareCommand: AsyncParsableCommand {
     func run() async throws {
         let (loaded, redactor, out) = try MigrationSession.loadPlaybook(playbook, json: output.json)
         let p = loaded.playbook
-        let options = DataCompare.Options(
+        var options = DataCompare.Options(
             limits: .init(chunkRows: chunkRows, fetchRows: fetchRows, rechecks: rechecks), jobs: jobs,
             recheckDelay: .milliseconds(Int64(recheckDelay * 1000)), tables: table, member: member)
+        let resume: ResumeFile?
+        if let resumeFile {
+            do {
+                resume = try ResumeFile(path: resumeFile)
+            } catch {
+                throw out.fail(MigrationError(.io, "cannot use --resume-file \(resumeFile): \(error)"), next: "give a file pgha may create and append to", exitCode: MigrationExitCode.usage.rawValue)
+            }
+        } else {
+            resume = nil
+        }
+        options.skip = resume?.identical ?? []
+        if let resume, !resume.identical.isEmpty, !output.json {
+            out.line("\(resume.identical.count) table(s) listed in \(resume.path) as identical are not compared again")
+        }
         let compare = DataCompare(playbook: p, environment: ProcessEnvironment(), redactor: redactor, options: options)
         let json = output.json
         let report: CompareReport
         do {
-            report = try await compare.run { line in if !json { out.line(line) } }
+            report = try await compare.run(progress: { line in if !json { out.line(line) } }, compared: { (table: CompareReport.Table) throws(MigrationError) -> Void in
+                if table.isIdentical { try resume?.append(table.database + "." + table.table) }
+            })
         } catch {
             // Its own table: a side that cannot be reached or read is 3, as for `pgha verify`.
             let code: Int32 = switch error.code {
@@ -87,6 +108,30 @@ struct CompareCommand: AsyncParsableCommand {
             out.line(different.isEmpty ? "identical: every table agrees" : "DIFFERENT: \(different.count) table\(different.count == 1 ? "" : "s") differ (\(different.map(\.table).joined(separator: ", ")))")
         }
         if !report.identical { throw ExitCode(1) }
+    }
+
+    /// `--resume-file`: the tables an earlier run found identical, and an appender for this run's
+    /// (each line written with one `write` on an `O_APPEND` descriptor, so the jobs' lines never mix).
+    final class ResumeFile: Sendable {
+        let path: String
+        let identical: Set<String>
+        private let fd: Int32
+
+        init(path: String) throws {
+            self.path = path
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            identical = Set(text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw MigrationError(.io, String(cString: strerror(errno))) }
+        }
+
+        func append(_ table: String) throws(MigrationError) {
+            let line = Array((table + "\n").utf8)
+            let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard written == line.count else { throw MigrationError(.io, "cannot append to \(path): \(String(cString: strerror(errno)))") }
+        }
+
+        deinit { close(fd) }
     }
 
     struct Document: Encodable {
