@@ -325,18 +325,7 @@ struct LogicalSyncIntegrationTests {
         #expect(try repaired.query("SELECT count(*) FROM pgbench_accounts").int(0, 0) == 100_000)
         repaired.close()
         print("[logical crash postmasterOnly=\(postmasterOnly)] " + finished.stdout.split(separator: "\n").filter { $0.contains("leader change") || $0.contains("copied again") || $0.contains("compare:") }.joined(separator: "\n"))
-        // The crashed member back (it rejoins as a replica), then the rest of the migration.
-        let up = cli.run(["sandbox", "up"], in: work, timeout: 180)
-        #expect(up.exitCode == 0, "\(up)")
-        let rest = cli.run(["resume", "--state-dir", work.stateDir], in: work, timeout: 600)
-        let judged = cutover.stopWorkload(workload, work)
-        #expect(rest.exitCode == 0 && rest.stdout.contains("Migration complete"), "\(rest)")
-        let report = try judged()
-        print("[logical crash postmasterOnly=\(postmasterOnly)] workload \(report.summary)")
-        #expect(report.acknowledged > 200, "\(report.summary)")
-        #expect(report.missing == 0 && report.duplicated == 0, "\(report.summary)")
-        let state = try StateStore(directory: work.stateDir).load()
-        #expect(state.steps.contains { $0.stage == .sync && $0.name.hasPrefix("verified:") && $0.phase == .done })
+        try completeAfterTheCrash(work, workload, label: "logical crash postmasterOnly=\(postmasterOnly)")
         // synchronous_mode was put back after the cutover.
         let after = try leader(database: "postgres")
         #expect(try after.query("SHOW synchronous_standby_names").string(0, 0) == "", "synchronous_mode put back (off)")
@@ -398,13 +387,20 @@ struct LogicalSyncIntegrationTests {
         #expect(try repaired.query("SELECT count(DISTINCT id) FROM lt_big").int(0, 0) == rows)
         repaired.close()
         print("[logical crash mid-copy at \(String(format: "%.1f", copying.seconds)) s] " + (killedInCompare.stdout + finished.stdout).split(separator: "\n").filter { $0.contains("leader change") || $0.contains("copied again") || $0.contains("compare:") || $0.contains("error") || $0.contains("copying ") }.joined(separator: "\n"))
+        try completeAfterTheCrash(work, workload, label: "logical crash mid-copy")
+    }
+
+    /// After a crash test's sync: the crashed member back (it rejoins as a replica), the rest of
+    /// the migration resumed through complete, and the workload judged: nothing lost or duplicated;
+    /// the leader change verified in the journal.
+    func completeAfterTheCrash(_ work: Workspace, _ workload: CutoverIntegrationTests.Workload, label: String) throws {
         let up = cli.run(["sandbox", "up"], in: work, timeout: 180)
         #expect(up.exitCode == 0, "\(up)")
         let rest = cli.run(["resume", "--state-dir", work.stateDir], in: work, timeout: 600)
         let judged = cutover.stopWorkload(workload, work)
         #expect(rest.exitCode == 0 && rest.stdout.contains("Migration complete"), "\(rest)")
         let report = try judged()
-        print("[logical crash mid-copy] workload \(report.summary)")
+        print("[\(label)] workload \(report.summary)")
         #expect(report.acknowledged > 200, "\(report.summary)")
         #expect(report.missing == 0 && report.duplicated == 0, "\(report.summary)")
         let state = try StateStore(directory: work.stateDir).load()
