@@ -1,4 +1,5 @@
 import CLibPQ
+import Dispatch
 import Synchronization
 
 #if canImport(Glibc)
@@ -65,6 +66,11 @@ public final class PGConnection: Sendable {
     public let serverPort: Int
 
     let handle: Mutex<ConnectionHandle>
+    /// The right to use the connection, held for a whole statement (and by `close`). A semaphore,
+    /// not the mutex, because the async fast path takes it on a cooperative thread and the pool
+    /// thread it hands a running statement to gives it back. `handle`'s mutex is taken inside it
+    /// for each part of the statement.
+    let lease = DispatchSemaphore(value: 1)
     let canceller: CancelHandle
     let healthy: Atomic<Bool>
     /// Token of the async statement whose task was cancelled (0: none).
@@ -117,6 +123,8 @@ public final class PGConnection: Sendable {
     /// (call `cancel()` before to speed that up). Later queries fail with `.connectionClosed`.
     public func close() {
         healthy.store(false, ordering: .relaxed)
+        lease.wait()
+        defer { lease.signal() }
         handle.withLock { $0.close(.closedByCaller) }
     }
 
@@ -126,6 +134,8 @@ public final class PGConnection: Sendable {
 
     /// PQtransactionStatus. `.active` while a query runs, `.unknown` once closed or broken.
     public var transactionStatus: PGTransactionStatus {
+        guard lease.wait(timeout: .now()) == .success else { return .active }
+        defer { lease.signal() }
         let status: PGTransactionStatus? = handle.withLockIfAvailable { connection in
             guard let conn = connection.conn else { return .unknown }
             let raw = PQtransactionStatus(conn)
@@ -144,6 +154,8 @@ public final class PGConnection: Sendable {
     /// turned out broken. Returns true while a query runs. Use it before reusing a pooled connection
     /// for a write, so that a server-side close is detected before anything is sent.
     public func probe() -> Bool {
+        guard lease.wait(timeout: .now()) == .success else { return true }
+        defer { lease.signal() }
         let alive: Bool? = handle.withLockIfAvailable { connection in
             guard let conn = connection.conn else { return false }
             let socket = PQsocket(conn)

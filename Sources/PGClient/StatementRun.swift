@@ -65,16 +65,31 @@ struct StatementRun: ~Copyable {
         token != 0 && owner.cancelTarget.load(ordering: .acquiring) == token
     }
 
+    /// With a value (monotonic nanoseconds), `.wait` does not block: it looks at the socket
+    /// without waiting until then and, if nothing came, returns the `.wait` action to the caller
+    /// (the async fast path, on a cooperative thread, then hands the statement to a pool thread).
+    var spinUntil: UInt64?
+
     /// Feeds `event`, then performs actions until one needs the caller.
     mutating func advance(_ event: QueryStateMachine.Event) -> QueryStateMachine.Action {
-        var action = machine.event(event)
+        drive(machine.event(event))
+    }
+
+    /// Performs `action` and the ones after it until one needs the caller.
+    mutating func drive(_ first: QueryStateMachine.Action) -> QueryStateMachine.Action {
+        var action = first
         while true {
             let next: QueryStateMachine.Event
             switch action {
             case .flush:
                 next = .flushed(flush())
             case .wait(let interest, let deadline, let wake):
-                next = wait(interest, until: deadline, wake: wake)
+                if let spinUntil {
+                    guard let event = spin(interest, until: deadline, spinUntil: spinUntil, wake: wake) else { return action }
+                    next = event
+                } else {
+                    next = wait(interest, until: deadline, wake: wake)
+                }
             case .consumeInput:
                 next = .inputConsumed(consumeInput())
             case .readResult:
@@ -131,6 +146,59 @@ struct StatementRun: ~Copyable {
                 if cancelRequested { return .woken(now: monotonicNow()) }
             }
         }
+    }
+
+    /// Looks at the socket without blocking until `spinUntil`: `.readable`, or nil to hand the
+    /// statement off — when nothing came by then, and at once when the deadline passed or the
+    /// wake-up channel has something (the pool thread's `wait` then sees it and cancels: a cancel
+    /// request is never sent, nor awaited, on the cooperative thread).
+    private func spin(_ interest: QueryStateMachine.Interest, until deadline: Deadline, spinUntil: UInt64, wake: Bool)
+        -> QueryStateMachine.Event?
+    {
+        let events = Int16(interest == .read ? POLLIN : POLLIN | POLLOUT)
+        let wakeFD = wake ? owner.wakeRead : -1
+        while true {
+            let rc = pgha_wait(socket, events, wakeFD, 0)
+            if rc > 0 {
+                if rc & Int32(PGHA_WAIT_SOCKET) != 0 { return .readable }
+                return nil
+            }
+            if rc < 0 && errno != EINTR { return .readable }  // as `waitForSocket`: libpq's next call reports it
+            let now = monotonicNow()
+            if now >= spinUntil || deadline.hasPassed(at: now) { return nil }
+        }
+    }
+
+    /// What a statement interrupted by its fast path's `.wait` carries to the thread that goes on
+    /// with it: the machine, the action it asked for, and the results kept so far (as addresses:
+    /// their ownership moves with the hand-off; `StatementRun(adopting:)` owns them again).
+    struct HandOff: Sendable {
+        var machine: QueryStateMachine
+        var action: QueryStateMachine.Action
+        var pending: UInt?
+        var last: UInt?
+        var failure: UInt?
+    }
+
+    /// Gives up the statement's state for `HandOff` (this run no longer owns its results).
+    mutating func surrender(_ action: QueryStateMachine.Action) -> HandOff {
+        precondition(chunk == nil && cancelDone == nil, "a hand-off happens only while collecting, before any cancel")
+        defer { pending = nil; last = nil; failure = nil }
+        return HandOff(machine: machine, action: action, pending: pending.map { UInt(bitPattern: $0) },
+                       last: last.map { UInt(bitPattern: $0) }, failure: failure.map { UInt(bitPattern: $0) })
+    }
+
+    /// Goes on with a statement handed off by its fast path (same connection, lock held again).
+    init(adopting handOff: HandOff, conn: OpaquePointer, owner: PGConnection, sql: String, token: UInt64) {
+        self.conn = conn
+        self.owner = owner
+        self.sql = sql
+        self.token = token
+        self.socket = PQsocket(conn)
+        self.machine = handOff.machine
+        self.pending = handOff.pending.flatMap { OpaquePointer(bitPattern: $0) }
+        self.last = handOff.last.flatMap { OpaquePointer(bitPattern: $0) }
+        self.failure = handOff.failure.flatMap { OpaquePointer(bitPattern: $0) }
     }
 
     /// PQconsumeInput.
