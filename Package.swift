@@ -170,7 +170,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "PGClient", "HTTPClient", "Patroni", "HAPool", "Verification", "Migration", "Sandbox", "PlainText", "ShadowCompare",
+                "PGClient", "BlockingIO", "HTTPClient", "Patroni", "HAPool", "Verification", "Migration", "Sandbox", "PlainText", "ShadowCompare",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -1,3 +1,4 @@
+import BlockingIO
 import Foundation
 import PGClient
 import Synchronization
@@ -249,6 +250,37 @@ struct PGClientIntegrationTests {
             return try await group.reduce(0, +)
         }
         #expect(sums == 380)
+    }
+
+    @Test("async fast path and hand-off: short statements, statements that outlast the spin, several statements in one string, all on one connection from concurrent tasks; sync callers interleaved")
+    func asyncFastPathAndHandOff() async throws {
+        let connection = try await PGConnection.connect(config())
+        defer { connection.close() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for task in 0..<4 {
+                group.addTask {
+                    for i in 0..<50 {
+                        let n = Int64(task * 1000 + i)
+                        switch i % 4 {
+                        case 0:  // answered within the spin: read on the task's thread
+                            #expect(try await connection.query("SELECT $1::int8", [.int(n)]).int(0, 0) == n)
+                        case 1:  // outlasts the spin: handed to a pool thread
+                            #expect(try await connection.query("SELECT $1::int8 FROM pg_sleep(0.002)", [.int(n)]).int(0, 0) == n)
+                        case 2:  // two results, the second after a pause: the first is kept across the hand-off
+                            #expect(try await connection.query("SELECT 1; SELECT \(n)::int8 FROM pg_sleep(0.002)").int(0, 0) == n)
+                        default:  // the synchronous variant on a pool thread, between them
+                            let value = try await BlockingIOPool.shared.run { try connection.query("SELECT \(n)::int8").int(0, 0) }
+                            #expect(value == n)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        // A timeout that passes after the hand-off still cancels on the server, and the connection stays usable.
+        await #expect(throws: PGError.self) { _ = try await connection.query("SELECT pg_sleep(5)", timeout: .milliseconds(100)) }
+        #expect(try await connection.query("SELECT 7").int(0, 0) == 7)
+        #expect(connection.transactionStatus == .idle)
     }
 
     // MARK: - Timeouts and cancellation
