@@ -320,6 +320,8 @@ struct CutoverIntegrationTests {
         print("[cutover kill after the switch, then rollback] workload \(report.summary)")
         #expect(report.acknowledged > 200, "\(report.summary)")
         #expect(report.missing == 0 && report.duplicated == 0, "\(report.summary)")
+        // The rollback waits for every way-back worker before it pauses the application.
+        #expect(report.longestWriteSeconds >= 0 && report.longestWriteSeconds < 2, "\(report.summary)")
         #expect(report.checkedOn == "\(sandbox.single.host):\(sandbox.single.port)", "checked on \(report.checkedOn)")
         let source = try superuser(sandbox.single.host, sandbox.single.port)
         #expect(try source.query("SELECT count(*) FROM pg_subscription").int(0, 0) == 0)
@@ -353,6 +355,7 @@ struct CutoverIntegrationTests {
 
     struct WorkloadJudgement {
         var acknowledged: Int, missing: Int, duplicated: Int, errors: Int
+        var longestWriteSeconds: Double
         var checkedOn: String
         var summary: String
         init(_ o: [String: Any]) {
@@ -360,6 +363,7 @@ struct CutoverIntegrationTests {
             missing = o["missing"] as? Int ?? -1
             duplicated = o["duplicated"] as? Int ?? -1
             errors = o["errors"] as? Int ?? -1
+            longestWriteSeconds = o["longestWriteSeconds"] as? Double ?? -1
             checkedOn = o["checkedOn"] as? String ?? "?"
             summary = "\(o)"
         }

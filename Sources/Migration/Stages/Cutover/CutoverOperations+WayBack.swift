@@ -141,6 +141,30 @@ extension CutoverOperations {
                                    : "not every replica streams yet after \(Int(seconds)) s: " + states.joined(separator: ", "))
     }
 
+    /// Until every way-back subscription's apply worker runs and has received from the cluster
+    /// (`pg_stat_subscription`), bounded; a worker that does not start in time is named and the
+    /// canary that follows decides. The rollback waits here before it pauses the application:
+    /// PostgreSQL starts the second database's worker seconds after the first.
+    func awaitWayBackStreaming(seconds: Double = 30) async throws {
+        var missing: [String] = []
+        try context.activity.waiting("the way back's apply workers on the single node", deadline: now.addingTimeInterval(seconds))
+        let streaming = try await wait("apply workers", seconds: seconds) {
+            missing = []
+            for database in db.databases {
+                let name = CutoverStage.wayBackSlot(playbook, database: database.source)
+                let source = try await db.source(database.source)
+                let r = try await db.run(source, "SELECT 1 FROM pg_stat_subscription WHERE subname = $1 AND relid IS NULL AND pid IS NOT NULL AND received_lsn IS NOT NULL",
+                                         [.text(name)], what: "reading the way back's apply worker")
+                if r.rowCount == 0 { missing.append(name) }
+            }
+            return missing.isEmpty
+        }
+        try context.activity.doneWaiting()
+        if !streaming {
+            context.progress("the way back's apply worker(s) \(missing.joined(separator: ", ")) did not start within \(Int(seconds)) s; the canary decides")
+        }
+    }
+
     func awaitCanary(_ token: String, database: String, seconds: Double) async throws {
         let source = try await db.source(database)
         try context.activity.waiting("the canary row on the single node (\(database))", deadline: now.addingTimeInterval(seconds))

@@ -5,7 +5,8 @@ import Patroni
 
 /// Rollback after cutover: the application goes back to the single node with every write it made
 /// on the cluster. Idempotent (a rollback interrupted at any point is run again from the top):
-/// 0. the single node subscribed to the cluster, if the cutover stopped before it did;
+/// 0. the single node subscribed to the cluster, if the cutover stopped before it did, and every
+///    way-back apply worker streaming (before the application pauses);
 /// 1. PgBouncer `PAUSE` (or nothing, for the hook method);
 /// 2. freeze the cluster: `default_transaction_read_only` through Patroni's dynamic configuration
 ///    (a switchover cannot lift it), the application's roles `NOLOGIN` on the leader and their
@@ -33,6 +34,9 @@ struct CutoverRollback: Sendable {
         // 0. The way back subscribed: a cutover that stopped between the switch and the
         //    subscription left the cluster's writes in its slots with nobody reading them.
         try await ops.subscribeWayBack()
+        //    Every apply worker streaming before the application pauses (the second database's
+        //    starts seconds after the first: measured 5 s of pause without this wait).
+        try await ops.awaitWayBackStreaming()
         let pausedAt = ops.now
         // 1. Pause the application.
         if cutover.method == .pgbouncer, let settings = cutover.pgbouncer {
