@@ -6,7 +6,7 @@ import Testing
 
 /// TLS failures as libpq and libcurl word them (messages copied from real failures on this
 /// machine), recognised and turned into the fix; the pool ends its start-up at the first round
-/// of them instead of waiting out its timeout.
+/// of them instead of waiting out its timeout (pool time: a fake clock, see BrokenRESTAPITests).
 @Suite struct CertificateProblemTests {
     @Test("libpq's and libcurl's TLS messages are recognised", arguments: [
         (#"connection to server at "127.0.0.10", port 15432 failed: SSL error: certificate verify failed"#, CertificateProblem.Kind.verifyFailed),
@@ -55,22 +55,16 @@ import Testing
         // The greeting is sent on accept: an HTTP answer where the client expects a TLS ServerHello.
         let server = try LoopbackServer(greeting: Canned.json(#"{"members":[]}"#)) { _ in .hangUp }
         defer { server.stop() }
-        let config = PatroniClusterConfig(
-            apiHosts: ["127.0.0.1:\(server.port)"], api: RESTAPISettings(useTLS: true), database: "app", user: "app", password: nil,
-            minConnections: 0, failoverTimeout: .seconds(30), connectTimeout: .milliseconds(500))
-        let pool = try PatroniHAPool(config: config, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let started = ContinuousClock.now
-        var failure: HAError?
-        do { try await pool.start(timeout: .seconds(20)) } catch { failure = error }
-        let elapsed = ContinuousClock.now - started
-        await pool.close()
+        let harness = try BrokenRESTAPITests.Harness(port: server.port, useTLS: true)
+        let (failure, took) = await harness.start(timeout: .seconds(20))
+        await harness.pool.close()
         let error = try #require(failure)
         #expect(error.code == .topologyUnavailable, "\(error)")
         let certificate = try #require(error.certificate, "\(error)")
         #expect(certificate.server == "127.0.0.1:\(server.port)" && certificate.problem.kind == .serverWithoutTLS, "\(error)")
         #expect(error.message.contains("could be verified"), "\(error)")
-        // Not the 20 s timeout: the first failed round decides (well under a second when idle;
-        // the bound leaves room for a loaded machine's blocking-I/O threads).
-        #expect(elapsed < .seconds(8), "\(elapsed)")
+        // Not the 20 s timeout: the first failed round decides, at the start waiter's first look
+        // (50 ms of pool time; the fake clock moves only once the TLS attempt has ended).
+        #expect(took <= .milliseconds(50), "\(took)")
     }
 }
