@@ -144,37 +144,14 @@ extension PGConnection {
         _ body: (borrowing PGRow) throws -> PGStreamStep
     ) throws -> Int {
         var bodyError: (any Error)?
-        let outcome: StatementOutcome<Int> = locked(token: token) { conn in
-            var run = StatementRun(
-                conn: conn, owner: self, sql: sql, token: token, mode: .rows, stopPolicy: Self.stopPolicy(conn),
-                deadline: timeout.map { Deadline.after($0) } ?? .none)
-            let first: QueryStateMachine.Event
-            switch send(conn, sql, params, singleRowMode: true) {
-            case .success(let event): first = event
-            case .failure(let error): return (.failure(error), false)
-            }
-            var action = run.advance(first)
-            while true {
-                switch action {
-                case .deliverRow:
-                    guard let result = run.pending else { return unexpected(action) }
-                    let outcome: QueryStateMachine.BodyOutcome
-                    do {
-                        outcome = try body(PGRow(result: result, index: run.machine.delivered)) == .next ? .next : .stop
-                    } catch {
-                        bodyError = error
-                        outcome = .threw
-                    }
-                    run.clearPending()
-                    action = run.advance(
-                        .bodyReturned(outcome, now: monotonicNow(), cancelRequested: run.cancelRequested))
-                case .finish(let completion):
-                    return streamEnd(completion, run, value: run.machine.delivered)
-                case .flush, .wait, .consumeInput, .readResult, .keepResult, .discardResult, .readCopyData,
-                    .deliverCopyData, .runCopyInBody, .putCopyData, .writeFinished, .putCopyEnd, .sendCancel,
-                    .awaitCancel, .invalidEvent:
-                    return unexpected(action)
-                }
+        let outcome = streamReading(sql, params, mode: .rows, timeout: timeout, token: token) { run, action in
+            guard case .deliverRow = action, let result = run.pending else { return nil }
+            defer { run.clearPending() }
+            do {
+                return try body(PGRow(result: result, index: run.machine.delivered)) == .next ? .next : .stop
+            } catch {
+                bodyError = error
+                return .threw
             }
         }
         return try value(outcome, bodyError)
@@ -184,39 +161,43 @@ extension PGConnection {
         _ sql: String, timeout: Duration?, token: UInt64, _ body: (UnsafeRawBufferPointer) throws -> PGStreamStep
     ) throws -> Int {
         var bodyError: (any Error)?
-        let outcome: StatementOutcome<Int> = locked(token: token) { conn in
+        let outcome = streamReading(sql, [], mode: .copyOut, timeout: timeout, token: token) { run, action in
+            guard case .deliverCopyData = action else { return nil }
+            do {
+                return try body(UnsafeRawBufferPointer(start: run.chunk, count: run.chunkLength)) == .next ? .next : .stop
+            } catch {
+                bodyError = error
+                return .threw
+            }
+        }
+        return try value(outcome, bodyError)
+    }
+
+    /// The loop both streaming reads share: the statement sent (in single-row mode for rows), the
+    /// machine advanced, and each delivery handed to `deliver`, which runs the caller's body and
+    /// says how it went; an action `deliver` does not take (nil) is a bug reported as such.
+    private func streamReading(
+        _ sql: String, _ params: [PGValue], mode: QueryStateMachine.Mode, timeout: Duration?, token: UInt64,
+        deliver: (inout StatementRun, QueryStateMachine.Action) -> QueryStateMachine.BodyOutcome?
+    ) -> StatementOutcome<Int> {
+        locked(token: token) { conn in
             var run = StatementRun(
-                conn: conn, owner: self, sql: sql, token: token, mode: .copyOut, stopPolicy: Self.stopPolicy(conn),
+                conn: conn, owner: self, sql: sql, token: token, mode: mode, stopPolicy: Self.stopPolicy(conn),
                 deadline: timeout.map { Deadline.after($0) } ?? .none)
             let first: QueryStateMachine.Event
-            switch send(conn, sql, [], singleRowMode: false) {
+            switch send(conn, sql, params, singleRowMode: mode == .rows) {
             case .success(let event): first = event
             case .failure(let error): return (.failure(error), false)
             }
             var action = run.advance(first)
             while true {
-                switch action {
-                case .deliverCopyData:
-                    let outcome: QueryStateMachine.BodyOutcome
-                    do {
-                        let chunk = UnsafeRawBufferPointer(start: run.chunk, count: run.chunkLength)
-                        outcome = try body(chunk) == .next ? .next : .stop
-                    } catch {
-                        bodyError = error
-                        outcome = .threw
-                    }
-                    action = run.advance(
-                        .bodyReturned(outcome, now: monotonicNow(), cancelRequested: run.cancelRequested))
-                case .finish(let completion):
+                if case .finish(let completion) = action {
                     return streamEnd(completion, run, value: run.machine.delivered)
-                case .flush, .wait, .consumeInput, .readResult, .keepResult, .discardResult, .deliverRow,
-                    .readCopyData, .runCopyInBody, .putCopyData, .writeFinished, .putCopyEnd, .sendCancel,
-                    .awaitCancel, .invalidEvent:
-                    return unexpected(action)
                 }
+                guard let outcome = deliver(&run, action) else { return unexpected(action) }
+                action = run.advance(.bodyReturned(outcome, now: monotonicNow(), cancelRequested: run.cancelRequested))
             }
         }
-        return try value(outcome, bodyError)
     }
 
     private func streamCopyIn(
