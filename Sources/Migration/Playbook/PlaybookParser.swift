@@ -144,23 +144,14 @@ final class PlaybookReader {
             "databases", "shared_user", "shared_password",
         ], required: ["host", "user", "password", "databases"]) else { return nil }
         let host = hostName(m, "host")
-        let port = int(m, "port", range: 1...65535) ?? 5432
-        let user = string(m, "user")
-        let password = credential(m, "password")
-        let adminUser = optionalString(m, "admin_user")
-        let adminPassword = optionalCredential(m, "admin_password")
-        let sslmode = choice(m, "sslmode", Self.sslModes)
-        let sslrootcert = optionalString(m, "sslrootcert")
-        let sslcert = optionalString(m, "sslcert")
-        let sslkey = optionalString(m, "sslkey")
-        keyPair(m, cert: "sslcert", key: "sslkey", path: "source")
+        let c = connection(m, path: "source")
         let databases = self.databases(m["databases"], path: "source.databases", requireProject: true)
         let sharedUser = optionalString(m, "shared_user")
         let sharedPassword = optionalCredential(m, "shared_password")
-        guard let host, let user, let password, let databases else { return nil }
+        guard let host, let user = c.user, let password = c.password, let databases else { return nil }
         return Playbook.Source(
-            host: host, port: port, user: user, password: password, adminUser: adminUser,
-            adminPassword: adminPassword, sslmode: sslmode, sslrootcert: sslrootcert, sslcert: sslcert, sslkey: sslkey,
+            host: host, port: c.port, user: user, password: password, adminUser: c.adminUser,
+            adminPassword: c.adminPassword, sslmode: c.sslmode, sslrootcert: c.sslrootcert, sslcert: c.sslcert, sslkey: c.sslkey,
             databases: databases, sharedUser: sharedUser, sharedPassword: sharedPassword
         )
     }
@@ -202,16 +193,7 @@ final class PlaybookReader {
         let memberTLS = m["member_tls"] == nil ? nil : self.memberTLS(m["member_tls"])
         let apiUser = optionalString(m, "api_user")
         let apiPassword = optionalCredential(m, "api_password")
-        let port = int(m, "port", range: 1...65535) ?? 5432
-        let user = string(m, "user")
-        let password = credential(m, "password")
-        let adminUser = optionalString(m, "admin_user")
-        let adminPassword = optionalCredential(m, "admin_password")
-        let sslmode = choice(m, "sslmode", Self.sslModes)
-        let sslrootcert = optionalString(m, "sslrootcert")
-        let sslcert = optionalString(m, "sslcert")
-        let sslkey = optionalString(m, "sslkey")
-        keyPair(m, cert: "sslcert", key: "sslkey", path: "target")
+        let c = connection(m, path: "target")
         let databases: Playbook.Databases?
         if m["databases"] != nil {
             databases = self.databases(m["databases"], path: "target.databases", requireProject: true)
@@ -223,14 +205,35 @@ final class PlaybookReader {
             issue(m["api_user"], "target.api_user", "is set but target.api_password is not (write api_password: ${ENV_VAR})")
         }
         if m["member_tls"] != nil, memberTLS == nil { return nil }
-        guard let apiHosts, let user, let password, let databases, let etcdHosts, let members, let dcs else { return nil }
+        guard let apiHosts, let user = c.user, let password = c.password, let databases, let etcdHosts, let members, let dcs else { return nil }
         return Playbook.Target(
             scope: scope, apiHosts: apiHosts, apiPort: apiPort, apiScheme: apiScheme, apiCAFile: apiCAFile,
-            apiCertFile: apiCertFile, apiKeyFile: apiKeyFile, apiUser: apiUser, apiPassword: apiPassword, port: port, user: user, password: password,
-            adminUser: adminUser, adminPassword: adminPassword, sslmode: sslmode, sslrootcert: sslrootcert,
-            sslcert: sslcert, sslkey: sslkey, databases: databases, etcdHosts: etcdHosts, members: members,
+            apiCertFile: apiCertFile, apiKeyFile: apiKeyFile, apiUser: apiUser, apiPassword: apiPassword, port: c.port, user: user,
+            password: password, adminUser: c.adminUser, adminPassword: c.adminPassword, sslmode: c.sslmode, sslrootcert: c.sslrootcert,
+            sslcert: c.sslcert, sslkey: c.sslkey, databases: databases, etcdHosts: etcdHosts, members: members,
             replicationUser: replicationUser, dcs: dcs, memberTLS: memberTLS
         )
+    }
+
+    /// The fields a source and a target share: the port, the logins and the TLS files.
+    private struct Connection {
+        var port: Int
+        var user: String?
+        var password: EnvironmentReference?
+        var adminUser: String?
+        var adminPassword: EnvironmentReference?
+        var sslmode: String?
+        var sslrootcert, sslcert, sslkey: String?
+    }
+
+    private func connection(_ m: Fields, path: String) -> Connection {
+        let connection = Connection(
+            port: int(m, "port", range: 1...65535) ?? 5432, user: string(m, "user"), password: credential(m, "password"),
+            adminUser: optionalString(m, "admin_user"), adminPassword: optionalCredential(m, "admin_password"),
+            sslmode: choice(m, "sslmode", Self.sslModes), sslrootcert: optionalString(m, "sslrootcert"),
+            sslcert: optionalString(m, "sslcert"), sslkey: optionalString(m, "sslkey"))
+        keyPair(m, cert: "sslcert", key: "sslkey", path: path)
+        return connection
     }
 
     /// A certificate without its key (or the reverse) is refused: libpq and libcurl would

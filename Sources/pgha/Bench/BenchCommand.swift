@@ -32,6 +32,16 @@ struct BenchCommand: AsyncParsableCommand {
                 healthCheckInterval: .seconds(5), failoverTimeout: .seconds(40)
             )
         }
+
+        /// The sandbox's pool (not started) and a REST client for its members: a drill's two
+        /// views of the cluster.
+        func poolAndRESTClient(_ sandbox: SandboxConfiguration) throws -> (PatroniHAPool, PatroniClient) {
+            let endpoints = sandbox.cluster.members.map { PatroniEndpoint(host: $0.host, port: $0.restPort) }
+            let pool = try PatroniHAPool(config: try poolConfig(sandbox))
+            var clientConfig = pool.config.patroniClientConfiguration(endpoints: endpoints)
+            clientConfig.credentials = PatroniCredentials(user: sandbox.users.restAPI, password: try sandbox.password(\.restAPI))
+            return (pool, PatroniClient(configuration: clientConfig))
+        }
     }
 
     /// SELECT 1 on one loopback connection: raw PQexec vs PGClient vs the pool (sync and async).
@@ -124,11 +134,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let sb = try sandbox.load()
-            let endpoints = sb.cluster.members.map { PatroniEndpoint(host: $0.host, port: $0.restPort) }
-            let pool = try PatroniHAPool(config: try sandbox.poolConfig(sb))
-            var clientConfig = pool.config.patroniClientConfiguration(endpoints: endpoints)
-            clientConfig.credentials = PatroniCredentials(user: sb.users.restAPI, password: try sb.password(\.restAPI))
-            let client = PatroniClient(configuration: clientConfig)
+            let (pool, client) = try sandbox.poolAndRESTClient(sb)
             try await pool.start()
             let kinds = kind == "both" ? ["switchover", "crash"] : [kind]
             print("kind        trigger→REST named  REST named→1st write  (promotion + pool reaction)  max write gap  lost dup non-leader")

@@ -73,11 +73,7 @@ extension BenchCommand {
         /// until a second after the new leader is confirmed, and the drill's reaction figures.
         func switchover() async throws {
             let sb = try sandbox.load()
-            let endpoints = sb.cluster.members.map { PatroniEndpoint(host: $0.host, port: $0.restPort) }
-            let pool = try PatroniHAPool(config: try sandbox.poolConfig(sb))
-            var clientConfig = pool.config.patroniClientConfiguration(endpoints: endpoints)
-            clientConfig.credentials = PatroniCredentials(user: sb.users.restAPI, password: try sb.password(\.restAPI))
-            let client = PatroniClient(configuration: clientConfig)
+            let (pool, client) = try sandbox.poolAndRESTClient(sb)
             try await pool.start()
             var options = FailoverDrill.Options()
             options.writers = 2
@@ -91,7 +87,7 @@ extension BenchCommand {
             let fetches = Double(after.topologyRefreshes + after.topologyRefreshFailures - before.topologyRefreshes - before.topologyRefreshFailures)
             func f(_ v: Double?) -> String { v.map { String(format: "%.3f s", $0) } ?? "-" }
             print(String(format: "  switchover on the sandbox (%.1f s drill): %.1f refreshes/s, each asking %d hosts at once (≤ %.1f requests/s in all, ≤ %.1f per host)",
-                         elapsed, fetches / elapsed, endpoints.count, fetches * Double(endpoints.count) / elapsed, fetches / elapsed))
+                         elapsed, fetches / elapsed, client.endpoints.count, fetches * Double(client.endpoints.count) / elapsed, fetches / elapsed))
             print("    REST named→1st write \(f(r.firstWriteAfterLeaderNamedSeconds)) (promotion \(f(r.promotionAfterLeaderNamedSeconds)) + pool \(f(r.firstWriteAfterPromotionSeconds))), lost \(r.writesLost), duplicated \(r.writesDuplicated), on a non-leader \(r.writesOnNonLeader)")
         }
     }

@@ -279,6 +279,17 @@ final class CutoverDatabases: Sendable {
         return r.string(0, 0).flatMap(LSN.init)
     }
 
+    /// The members (but `except`) that have not replayed `target`, each as "name at LSN" ("?" for
+    /// one that does not answer as a replica).
+    func membersBehind(_ target: LSN, except: String? = nil) async -> [String] {
+        var behind: [String] = []
+        for m in members where m.name != except {
+            let replay = await replayLSN(host: m.host, port: m.port)
+            if replay.map({ $0 < target }) ?? true { behind.append("\(m.name) at \(replay?.description ?? "?")") }
+        }
+        return behind
+    }
+
     /// Whether the member answers as a writable primary.
     func isWritablePrimary(host: String, port: Int) async -> Bool {
         guard let c = try? await member(host: host, port: port, database: "postgres"),

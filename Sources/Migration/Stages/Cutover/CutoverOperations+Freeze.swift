@@ -92,11 +92,7 @@ extension CutoverOperations {
         try context.activity.waiting("every member to replay the final LSN \(finalLSN)", deadline: now.addingTimeInterval(cutover.timeoutSeconds))
         var behind: [String] = []
         let caughtUp = try await wait("catch-up", seconds: cutover.timeoutSeconds) {
-            behind = []
-            for m in db.members {
-                let replay = await db.replayLSN(host: m.host, port: m.port)
-                if replay.map({ $0 < finalLSN }) ?? true { behind.append("\(m.name) at \(replay?.description ?? "?")") }
-            }
+            behind = await db.membersBehind(finalLSN)
             return behind.isEmpty
         }
         try context.activity.doneWaiting()

@@ -167,10 +167,7 @@ extension CutoverOperations {
                 leaderLSN = try await db.currentLSN(c)
             }
             guard let target = leaderLSN else { return false }
-            for m in db.members where m.name != leader.name {
-                let replay = await db.replayLSN(host: m.host, port: m.port)
-                if replay.map({ $0 < target }) ?? true { behind.append("\(m.name) at \(replay?.description ?? "?") (leader at \(target))") }
-            }
+            behind += await db.membersBehind(target, except: leader.name).map { "\($0) (leader at \(target))" }
             return behind.isEmpty
         }
         try context.activity.doneWaiting()
