@@ -17,6 +17,11 @@ extension PGConnection {
     /// With `timeout`, the query is cancelled on the server when it passes and `.timeout` is thrown
     /// (see the type's documentation). `COPY` is refused with `.unexpectedResult` (use `copyOut` /
     /// `copyIn`); the connection stays usable.
+    ///
+    /// Before it blocks in `poll()` for the answer, the thread looks at the socket without blocking
+    /// for up to `fastPathSpin` (50 µs, `PGHA_PGCLIENT_SPIN_US`; 0 turns it off), as the async fast
+    /// path does: a short statement's answer is read without a sleep and a wake-up; a longer one
+    /// costs at most that much CPU once.
     public func query(_ sql: String, _ params: [PGValue] = [], timeout: Duration? = nil) throws(PGError) -> PGResult {
         try execute(sql, params, timeout: timeout, token: 0)
     }
@@ -61,6 +66,7 @@ extension PGConnection {
             var run = StatementRun(
                 conn: conn, owner: self, sql: sql, token: token, mode: .collect,
                 deadline: timeout.map { Deadline.after($0) } ?? .none)
+            run.spinBeforeWaiting = Self.fastPathSpin
             let first: QueryStateMachine.Event
             switch send(conn, sql, params, singleRowMode: false) {
             case .success(let event): first = event

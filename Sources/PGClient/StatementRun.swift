@@ -70,6 +70,12 @@ struct StatementRun: ~Copyable {
     /// (the async fast path, on a cooperative thread, then hands the statement to a pool thread).
     var spinUntil: UInt64?
 
+    /// With a value above 0 (nanoseconds), a blocking `.wait` for the answer first looks at the
+    /// socket without blocking for that long: on loopback a short statement's answer comes within
+    /// tens of microseconds, and reading it without a sleep and a wake-up saves both (the
+    /// synchronous path's spin; see `PGConnection.fastPathSpin`).
+    var spinBeforeWaiting: UInt64 = 0
+
     /// Feeds `event`, then performs actions until one needs the caller.
     mutating func advance(_ event: QueryStateMachine.Event) -> QueryStateMachine.Action {
         drive(machine.event(event))
@@ -86,6 +92,10 @@ struct StatementRun: ~Copyable {
             case .wait(let interest, let deadline, let wake):
                 if let spinUntil {
                     guard let event = spin(interest, until: deadline, spinUntil: spinUntil, wake: wake) else { return action }
+                    next = event
+                } else if spinBeforeWaiting > 0, interest == .read,
+                    let event = spin(interest, until: deadline, spinUntil: monotonicNow() + spinBeforeWaiting, wake: wake)
+                {
                     next = event
                 } else {
                     next = wait(interest, until: deadline, wake: wake)

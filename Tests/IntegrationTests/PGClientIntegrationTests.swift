@@ -283,6 +283,25 @@ struct PGClientIntegrationTests {
         #expect(connection.transactionStatus == .idle)
     }
 
+    @Test("the sync path's spin: answers within it, statements that outlast it, two results, and a timeout shorter than the spin")
+    func syncSpinBeforeWaiting() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        for i in 0..<40 {
+            let n = Int64(i)
+            switch i % 3 {
+            case 0: #expect(try connection.query("SELECT $1::int8", [.int(n)]).int(0, 0) == n)
+            case 1: #expect(try connection.query("SELECT $1::int8 FROM pg_sleep(0.002)", [.int(n)]).int(0, 0) == n)
+            default: #expect(try connection.query("SELECT 1; SELECT \(n)::int8 FROM pg_sleep(0.001)").int(0, 0) == n)
+            }
+        }
+        // A deadline that passes while spinning ends the spin: the statement is cancelled on the
+        // server as after a blocking wait, and the connection stays usable.
+        #expect(throws: PGError.self) { _ = try connection.query("SELECT pg_sleep(5)", timeout: .microseconds(20)) }
+        #expect(try connection.query("SELECT 8").int(0, 0) == 8)
+        #expect(connection.transactionStatus == .idle)
+    }
+
     // MARK: - Timeouts and cancellation
 
     @Test("a query timeout cancels the statement on the server; the connection stays usable")
