@@ -89,17 +89,12 @@ extension CutoverOperations {
             return nil
         }
         if finalLSN == .invalid, let saved = journal.snapshot.cutover?.finalLSN.flatMap(LSN.init) { finalLSN = saved }
-        try context.activity.waiting("every member to replay the final LSN \(finalLSN)", deadline: now.addingTimeInterval(cutover.timeoutSeconds))
-        var behind: [String] = []
-        let caughtUp = try await wait("catch-up", seconds: cutover.timeoutSeconds) {
-            behind = await db.membersBehind(finalLSN)
-            return behind.isEmpty
+        try await catchUp(
+            awaited: "every member to replay the final LSN \(finalLSN)",
+            notCaughtUp: "had not replayed the final LSN \(finalLSN). The single node was unfrozen and the application resumed there; nothing moved. Next: look at the members' replay (`pgha status`, pg_stat_replication), or raise cutover.timeout, then `pgha resume`"
+        ) {
+            await db.membersBehind(finalLSN)
         }
-        try context.activity.doneWaiting()
-        guard caughtUp else {
-            throw MigrationError(.stageFailed, "catch-up timed out: after cutover.timeout (\(Int(cutover.timeoutSeconds)) s) " + behind.joined(separator: ", ") + " had not replayed the final LSN \(finalLSN). The single node was unfrozen and the application resumed there; nothing moved. Next: look at the members' replay (`pgha status`, pg_stat_replication), or raise cutover.timeout, then `pgha resume`")
-        }
-        try record { $0.caughtUpAt = now }
         context.progress("every member replayed the final LSN \(finalLSN)")
     }
 

@@ -52,6 +52,23 @@ struct CutoverOperations: Sendable {
         }
     }
 
+    /// The catch-up after the freeze, in both methods: shown as a wait on `awaited`, bounded by
+    /// cutover.timeout; `behind` names what has not caught up yet (empty: done). On timeout the
+    /// stage fails with "catch-up timed out: after cutover.timeout … <behind> <notCaughtUp>".
+    func catchUp(awaited: String, notCaughtUp: String, _ behind: () async throws -> [String]) async throws {
+        try context.activity.waiting(awaited, deadline: now.addingTimeInterval(cutover.timeoutSeconds))
+        var last: [String] = []
+        let caughtUp = try await wait("catch-up", seconds: cutover.timeoutSeconds) {
+            last = try await behind()
+            return last.isEmpty
+        }
+        try context.activity.doneWaiting()
+        guard caughtUp else {
+            throw MigrationError(.stageFailed, "catch-up timed out: after cutover.timeout (\(Int(cutover.timeoutSeconds)) s) " + last.joined(separator: ", ") + " " + notCaughtUp)
+        }
+        try record { $0.caughtUpAt = now }
+    }
+
     func patchConfig(_ patch: JSONValue, what: String) async throws {
         try await db.patchConfig(patch, what: what, context: context)
     }

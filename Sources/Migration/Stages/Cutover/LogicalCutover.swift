@@ -151,30 +151,25 @@ extension CutoverOperations {
             finalLSN = try await db.currentLSN(source)
         }
         let leader = try await leader()
-        try context.activity.waiting("the forward subscriptions to apply the single node's final LSN \(finalLSN)", deadline: now.addingTimeInterval(cutover.timeoutSeconds))
-        var behind: [String] = []
         var leaderLSN: LSN?
-        let caughtUp = try await wait("catch-up", seconds: cutover.timeoutSeconds) {
-            behind = []
+        try await catchUp(
+            awaited: "the forward subscriptions to apply the single node's final LSN \(finalLSN)",
+            notCaughtUp: "had not applied the single node's final LSN \(finalLSN). The single node was unfrozen and the application resumed there; nothing moved. Next: the forward subscriptions' lag (`pgha status`, pg_stat_subscription on the leader), or raise cutover.timeout, then `pgha resume`"
+        ) {
             if leaderLSN == nil {
+                var missing: [String] = []
                 for marker in markers {
                     let c = try await db.member(host: leader.host, port: leader.port, database: marker.database.cluster)
                     let r = try await db.run(c, "SELECT 1 FROM \(CutoverStage.canaryTable) WHERE token = $1", [.text(marker.token)], what: "looking for the final marker on the cluster")
-                    if r.rowCount == 0 { behind.append("the subscription of \(marker.database.source)") }
+                    if r.rowCount == 0 { missing.append("the subscription of \(marker.database.source)") }
                 }
-                guard behind.isEmpty else { return false }
+                guard missing.isEmpty else { return missing }
                 let c = try await db.member(host: leader.host, port: leader.port, database: "postgres")
                 leaderLSN = try await db.currentLSN(c)
             }
-            guard let target = leaderLSN else { return false }
-            behind += await db.membersBehind(target, except: leader.name).map { "\($0) (leader at \(target))" }
-            return behind.isEmpty
+            guard let target = leaderLSN else { return ["the leader's LSN"] }
+            return await db.membersBehind(target, except: leader.name).map { "\($0) (leader at \(target))" }
         }
-        try context.activity.doneWaiting()
-        guard caughtUp else {
-            throw MigrationError(.stageFailed, "catch-up timed out: after cutover.timeout (\(Int(cutover.timeoutSeconds)) s) " + behind.joined(separator: ", ") + " had not applied the single node's final LSN \(finalLSN). The single node was unfrozen and the application resumed there; nothing moved. Next: the forward subscriptions' lag (`pgha status`, pg_stat_subscription on the leader), or raise cutover.timeout, then `pgha resume`")
-        }
-        try record { $0.caughtUpAt = now }
         context.progress("the cluster applied the single node's final LSN \(finalLSN) (marker rows arrived on \(leader.name)); every replica replayed it")
     }
 
