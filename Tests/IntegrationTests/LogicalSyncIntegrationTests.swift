@@ -93,6 +93,13 @@ struct LogicalSyncIntegrationTests {
         // Copied, then followed: a row written on the single node arrives on the cluster.
         let cluster = try leader(database: "lt_project")
         #expect(try cluster.query("SELECT count(*) FROM pgbench_accounts").int(0, 0) == 100_000)
+        // The secondary indexes were dropped for the copy and built after it, as the single node
+        // defines them (sync.defer_indexes, the default).
+        let deferred = state.steps.filter { $0.stage == .sync && ($0.name.hasPrefix("defer-indexes:") || $0.name.hasPrefix("indexes:")) }
+        #expect(deferred.count == 4 && deferred.allSatisfy { $0.phase == .done }, "\(deferred.map(\.name))")
+        #expect(try cluster.query("SELECT pg_get_indexdef('tasks_project_id_idx'::regclass)").string(0, 0)?.contains("(project_id)") == true)
+        let shared = try leader(database: "lt_shared")
+        #expect(try shared.query("SELECT count(*) FROM pg_indexes WHERE indexname = 'knowledge_items_topic_idx'").int(0, 0) == 1)
         let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
         let title = "logical-\(UUID().uuidString)"
         _ = try source.query("INSERT INTO tasks (project_id, title) SELECT min(id), $1 FROM projects", [.text(title)])

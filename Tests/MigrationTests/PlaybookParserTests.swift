@@ -116,6 +116,16 @@ struct PlaybookParserTests {
         #expect(bad.first?.message.contains("expected one of true, false") == true)
     }
 
+    @Test("sync.defer_indexes defaults to true, reads false, and refuses anything else naming the key")
+    func deferIndexes() throws {
+        #expect(try samplePlaybook().sync.deferIndexes == true)
+        let off = try PlaybookParser.parse(sample(replacing: "  method: logical", with: "  method: logical\n  defer_indexes: false"), file: "x.yml")
+        #expect(off.sync.deferIndexes == false)
+        let bad = issues(sample(replacing: "  method: logical", with: "  method: logical\n  defer_indexes: later"))
+        #expect(bad.map(\.key) == ["sync.defer_indexes"])
+        #expect(bad.first?.message.contains("expected one of true, false") == true)
+    }
+
     @Test("a wrong type names line, column, key and what was found")
     func wrongType() {
         let found = issues(sample(replacing: "api_hosts: [127.0.0.11, 127.0.0.12, \"127.0.0.13:8009\"]", with: "api_hosts: 8008"))

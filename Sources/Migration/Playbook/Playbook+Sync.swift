@@ -48,6 +48,10 @@ extension Playbook {
         /// Logical method: whether the roles pgha creates on the cluster get the single node's
         /// password hashes (`copy`) or none (`none`, the default: the operator sets them).
         public var rolePasswords: RolePasswords
+        /// Logical method: the cluster's secondary indexes (neither a constraint's, unique nor the
+        /// replica identity) are dropped before the initial copy and built once every table is
+        /// copied, as pg_restore does (measured in docs/BENCHMARKS.md); `false` keeps them.
+        public var deferIndexes: Bool
 
         public enum RolePasswords: String, Sendable, Hashable, CaseIterable {
             case none
@@ -59,8 +63,9 @@ extension Playbook {
             caughtUpLagBytes: Int64 = 1 << 20, clusterTimeoutSeconds: Double = 3600, stallTimeoutSeconds: Double = 600,
             startCluster: String? = nil, stopCluster: String? = nil, hookTimeoutSeconds: Double = 600,
             publisherUser: String? = nil, publisherPassword: EnvironmentReference? = nil, publication: String = "pgha_sync",
-            synchronousMode: Bool = true, rolePasswords: RolePasswords = .none
+            synchronousMode: Bool = true, rolePasswords: RolePasswords = .none, deferIndexes: Bool = true
         ) {
+            self.deferIndexes = deferIndexes
             self.synchronousMode = synchronousMode
             self.rolePasswords = rolePasswords
             self.publisherUser = publisherUser

@@ -13,14 +13,16 @@ import PlainText
 ///    exist: the copy goes into an empty database; undo drops it);
 /// 2. `schema:<db>` — the single node's schema (`pg_dump --schema-only`, no publications or
 ///    subscriptions) restored on the leader in one transaction (undone with the database);
-///    `cluster-timeline` records the leader's timeline;
+///    `cluster-timeline` records the leader's timeline; `defer-indexes:<db>` drops the cluster's
+///    secondary indexes until the copy is done (`sync.defer_indexes`, LogicalSync+Indexes);
 /// 3. `publication:<db>` — `CREATE PUBLICATION <sync.publication> FOR ALL TABLES` on the single
 ///    node (undo drops it);
 /// 4. `subscription:<db>` — `CREATE SUBSCRIPTION` on the leader, logging in to the single node as
 ///    `sync.publisher`, with `synchronous_commit = on` (undo disables it, detaches and drops it,
 ///    then drops its slot on the single node);
 /// 5. the wait: every table's initial copy (`pg_subscription_rel`) as a progress bar, then the
-///    slot's lag on the single node; bounded by `sync.cluster_timeout` and `sync.stall_timeout`.
+///    slot's lag on the single node; bounded by `sync.cluster_timeout` and `sync.stall_timeout`;
+/// 6. `indexes:<db>` — the deferred indexes built on the leader, then the lag waited for again.
 ///
 /// Stopped at once, with what to do: a copy or apply error on the cluster
 /// (`pg_stat_subscription_stats`), the slot holding back more than `sync.max_wal_retention`, DDL
@@ -66,6 +68,7 @@ struct LogicalSync {
             try context.checkCancellation()
             try await createDatabase(database, on: leader)
             try await copySchema(database, on: leader)
+            try await deferIndexes(database, on: leader)
         }
         try await enableSynchronousMode()
         try await recordIdentity()
@@ -75,6 +78,8 @@ struct LogicalSync {
             try await createSubscription(database, on: leader)
         }
         try await wait()
+        // Building an index holds its table's apply back: the lag is waited for again after.
+        if try await buildDeferredIndexes() { try await wait() }
     }
 
     func createDatabase(_ database: (source: String, cluster: String), on leader: (name: String, host: String, port: Int)) async throws {

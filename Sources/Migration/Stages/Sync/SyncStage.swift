@@ -276,6 +276,12 @@ public struct SyncStage: MigrationStageExecutor {
         let p = context.playbook
         let s = p.sync
         let databases = CutoverDatabases(connections: StageConnections(context)).databases
+        var changes: [String] = s.startCluster.map { ["run sync.start_cluster (`\($0)`) before the copy"] } ?? []
+        changes.append("CREATE ROLE on the cluster for each role the databases' schema names (owners, grantees) or the application logs in as, that the cluster lacks: the single node's attributes (never SUPERUSER) and memberships, " + (s.rolePasswords == .copy ? "its password hash (sync.role_passwords: copy)" : "no password (sync.role_passwords: none; set them before the cutover)"))
+        if s.synchronousMode {
+            changes.append("PATCH /config synchronous_mode: true on the cluster while the subscriptions copy and stream (sync.synchronous_mode; put back after the cutover)")
+        }
+        for d in databases { changes += logicalChanges(p, database: d) }
         return StagePlan(
             stage: stage, makesChanges: true,
             summary: "Logical method: every database is copied into the cluster \(p.target.scope) by logical replication (publication on the single node, subscription on the cluster's leader), which then follows the single node. DDL, sequences and large objects do not flow: the schema is copied once, DDL during sync stops the stage.",
@@ -287,14 +293,7 @@ public struct SyncStage: MigrationStageExecutor {
                 "the cluster's leader (its name, timeline and postmaster start) watched: after an unplanned leader change rows may be missing silently, so every table is compared with the single node once all are copied, and each that differs is copied again",
                 "no progress for \(Int(s.stallTimeoutSeconds)) s (sync.stall_timeout) stops the stage",
             ],
-            changes: (s.startCluster.map { ["run sync.start_cluster (`\($0)`) before the copy"] } ?? [])
-                + ["CREATE ROLE on the cluster for each role the databases' schema names (owners, grantees) or the application logs in as, that the cluster lacks: the single node's attributes (never SUPERUSER) and memberships, " + (s.rolePasswords == .copy ? "its password hash (sync.role_passwords: copy)" : "no password (sync.role_passwords: none; set them before the cutover)")]
-                + (s.synchronousMode ? ["PATCH /config synchronous_mode: true on the cluster while the subscriptions copy and stream (sync.synchronous_mode; put back after the cutover)"] : [])
-                + databases.flatMap { d in [
-                "CREATE DATABASE \(d.cluster) on the cluster's leader (it must not exist), and the single node's schema of \(d.source) restored in it (pg_dump --schema-only | psql, one transaction)",
-                "CREATE PUBLICATION \(s.publication) FOR TABLE (every table of \(d.source)) on the single node",
-                "CREATE SUBSCRIPTION \(LogicalSync.subscriptionName(p, database: d.source)) on the cluster, logging in to the single node as \(s.publisherUser ?? "?") (sync.publisher), synchronous_commit = on",
-            ] },
+            changes: changes,
             undo: (s.stopCluster.map { ["run sync.stop_cluster (`\($0)`) last"] } ?? []) + (s.synchronousMode ? ["put Patroni's synchronous_mode back as it was"] : []) + [
                 "drop the subscriptions on the cluster and their slots on the single node",
                 "drop publication \(s.publication) on the single node",
@@ -304,5 +303,19 @@ public struct SyncStage: MigrationStageExecutor {
             warnings: s.synchronousMode
                 ? ["synchronous_mode: every apply commit on the cluster waits for a synchronous standby: many small transactions apply more slowly (1.5–1.6× the time measured by scripts/bench-logical, up to ~9× seen elsewhere; one large one at the same speed). It protects against the crash of the whole leader node, not of its postmaster alone: every leader change is verified by a compare either way"]
                 : ["sync.synchronous_mode: false: a crash of the cluster's leader may lose applied rows silently; the leader change is verified by a compare (and what differs copied again)"])
+    }
+
+    /// The logical method's changes for one database, in the plan.
+    private func logicalChanges(_ p: Playbook, database d: (source: String, cluster: String)) -> [String] {
+        let s = p.sync
+        var changes = ["CREATE DATABASE \(d.cluster) on the cluster's leader (it must not exist), and the single node's schema of \(d.source) restored in it (pg_dump --schema-only | psql, one transaction)"]
+        if s.deferIndexes {
+            changes.append("DROP INDEX for the secondary indexes of \(d.cluster) on the cluster until every table is copied, then CREATE INDEX for each as the single node defines it (sync.defer_indexes)")
+        }
+        changes += [
+            "CREATE PUBLICATION \(s.publication) FOR TABLE (every table of \(d.source)) on the single node",
+            "CREATE SUBSCRIPTION \(LogicalSync.subscriptionName(p, database: d.source)) on the cluster, logging in to the single node as \(s.publisherUser ?? "?") (sync.publisher), synchronous_commit = on",
+        ]
+        return changes
     }
 }
