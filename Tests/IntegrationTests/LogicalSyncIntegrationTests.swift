@@ -21,8 +21,9 @@ struct LogicalSyncIntegrationTests {
         cutover = try CutoverIntegrationTests()
     }
 
-    /// playbooks/sandbox-logical.yml with names of its own (slot, publication, target databases).
-    func workspace() throws -> Workspace {
+    /// playbooks/sandbox-logical.yml with names of its own (slot, publication, target databases);
+    /// `deferIndexes` turns sync.defer_indexes on (off by default).
+    func workspace(deferIndexes: Bool = false) throws -> Workspace {
         let work = try Workspace(cli)
         var text = try String(contentsOfFile: CLIHarness.repository + "/playbooks/sandbox-logical.yml", encoding: .utf8)
         for (old, new) in [
@@ -30,6 +31,7 @@ struct LogicalSyncIntegrationTests {
             ("project: ha_distributed_postgres_cluster", "project: lt_project"),
             ("shared: ha_shared_knowledge", "shared: lt_shared"),
             ("on_failure: rollback", "on_failure: stop"),
+            ("  caught_up_lag: 1MB", "  caught_up_lag: 1MB" + (deferIndexes ? "\n  defer_indexes: true" : "")),
         ] {
             guard text.contains(old) else { throw HarnessError("sandbox-logical.yml lacks \(old)") }
             text = text.replacingOccurrences(of: old, with: new)
@@ -80,7 +82,7 @@ struct LogicalSyncIntegrationTests {
 
     @Test("sync copies both databases, then follows the single node; compare finds them identical; rollback removes everything")
     func syncFollowCompareRollback() throws {
-        let work = try workspace()
+        let work = try workspace(deferIndexes: true)
         defer {
             _ = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
             work.remove()
@@ -94,7 +96,7 @@ struct LogicalSyncIntegrationTests {
         let cluster = try leader(database: "lt_project")
         #expect(try cluster.query("SELECT count(*) FROM pgbench_accounts").int(0, 0) == 100_000)
         // The secondary indexes were dropped for the copy and built after it, as the single node
-        // defines them (sync.defer_indexes, the default).
+        // defines them (sync.defer_indexes: true).
         let deferred = state.steps.filter { $0.stage == .sync && ($0.name.hasPrefix("defer-indexes:") || $0.name.hasPrefix("indexes:")) }
         #expect(deferred.count == 4 && deferred.allSatisfy { $0.phase == .done }, "\(deferred.map(\.name))")
         #expect(try cluster.query("SELECT pg_get_indexdef('tasks_project_id_idx'::regclass)").string(0, 0)?.contains("(project_id)") == true)
@@ -348,7 +350,7 @@ struct LogicalSyncIntegrationTests {
         _ = try source.query("INSERT INTO public.lt_big SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, \(rows)) g", timeout: .seconds(120))
         _ = try source.query("ANALYZE public.lt_big", timeout: .seconds(60))
         source.close()
-        let work = try workspace()
+        let work = try workspace(deferIndexes: true)
         defer {
             restore(work)
             _ = cli.run(["sandbox", "up"], in: try! Workspace(cli), timeout: 180)
@@ -392,6 +394,8 @@ struct LogicalSyncIntegrationTests {
         let repaired = try leader(database: "lt_project")
         #expect(try repaired.query("SELECT count(*) FROM lt_big").int(0, 0) == rows, "every row of lt_big copied once")
         #expect(try repaired.query("SELECT count(DISTINCT id) FROM lt_big").int(0, 0) == rows)
+        // Deferred across the crash: the new leader has the secondary indexes, built after the copy.
+        #expect(try repaired.query("SELECT count(*) FROM pg_indexes WHERE indexname = 'tasks_project_id_idx'").int(0, 0) == 1)
         repaired.close()
         print("[logical crash mid-copy at \(String(format: "%.1f", copying.seconds)) s] " + (killedInCompare.stdout + finished.stdout).split(separator: "\n").filter { $0.contains("leader change") || $0.contains("copied again") || $0.contains("compare:") || $0.contains("error") || $0.contains("copying ") }.joined(separator: "\n"))
         try completeAfterTheCrash(work, workload, label: "logical crash mid-copy")

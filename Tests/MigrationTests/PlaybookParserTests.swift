@@ -116,11 +116,11 @@ struct PlaybookParserTests {
         #expect(bad.first?.message.contains("expected one of true, false") == true)
     }
 
-    @Test("sync.defer_indexes defaults to true, reads false, and refuses anything else naming the key")
+    @Test("sync.defer_indexes defaults to false, reads true, and refuses anything else naming the key")
     func deferIndexes() throws {
-        #expect(try samplePlaybook().sync.deferIndexes == true)
-        let off = try PlaybookParser.parse(sample(replacing: "  method: logical", with: "  method: logical\n  defer_indexes: false"), file: "x.yml")
-        #expect(off.sync.deferIndexes == false)
+        #expect(try samplePlaybook().sync.deferIndexes == false)
+        let on = try PlaybookParser.parse(sample(replacing: "  method: logical", with: "  method: logical\n  defer_indexes: true"), file: "x.yml")
+        #expect(on.sync.deferIndexes == true)
         let bad = issues(sample(replacing: "  method: logical", with: "  method: logical\n  defer_indexes: later"))
         #expect(bad.map(\.key) == ["sync.defer_indexes"])
         #expect(bad.first?.message.contains("expected one of true, false") == true)

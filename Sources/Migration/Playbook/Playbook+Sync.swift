@@ -48,9 +48,10 @@ extension Playbook {
         /// Logical method: whether the roles pgha creates on the cluster get the single node's
         /// password hashes (`copy`) or none (`none`, the default: the operator sets them).
         public var rolePasswords: RolePasswords
-        /// Logical method: the cluster's secondary indexes (neither a constraint's, unique nor the
-        /// replica identity) are dropped before the initial copy and built once every table is
-        /// copied, as pg_restore does (measured in docs/BENCHMARKS.md); `false` keeps them.
+        /// Logical method: with `true` the cluster's secondary indexes (neither a constraint's,
+        /// unique nor the replica identity) are dropped before the initial copy and built once
+        /// every table is copied, as pg_restore does. Off by default: not faster on the measured
+        /// data (docs/BENCHMARKS.md).
         public var deferIndexes: Bool
 
         public enum RolePasswords: String, Sendable, Hashable, CaseIterable {
@@ -63,7 +64,7 @@ extension Playbook {
             caughtUpLagBytes: Int64 = 1 << 20, clusterTimeoutSeconds: Double = 3600, stallTimeoutSeconds: Double = 600,
             startCluster: String? = nil, stopCluster: String? = nil, hookTimeoutSeconds: Double = 600,
             publisherUser: String? = nil, publisherPassword: EnvironmentReference? = nil, publication: String = "pgha_sync",
-            synchronousMode: Bool = true, rolePasswords: RolePasswords = .none, deferIndexes: Bool = true
+            synchronousMode: Bool = true, rolePasswords: RolePasswords = .none, deferIndexes: Bool = false
         ) {
             self.deferIndexes = deferIndexes
             self.synchronousMode = synchronousMode

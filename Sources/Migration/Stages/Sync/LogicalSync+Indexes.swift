@@ -1,7 +1,7 @@
 import Foundation
 import PGClient
 
-/// The logical method's deferred secondary indexes (`sync.defer_indexes`, the default), as
+/// The logical method's deferred secondary indexes (`sync.defer_indexes: true`; off by default, see docs/BENCHMARKS.md), as
 /// pg_restore builds its indexes after the data: the cluster's indexes that no constraint owns,
 /// that are not unique and not the replica identity are dropped before the initial copy
 /// (`defer-indexes:<db>`, undone with the database pgha created) and built once every table is
