@@ -81,19 +81,9 @@ public struct Playbook: Hashable, Sendable {
         }
     }
 
-    /// A host and port, as written `host`, `host:port` or `[v6]:port`.
-    public struct HostPort: Hashable, Sendable, CustomStringConvertible {
-        public var host: String
-        public var port: Int
-
-        public init(host: String, port: Int) {
-            self.host = host
-            self.port = port
-        }
-
-        /// `host:port`, with brackets around an IPv6 address.
-        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-    }
+    /// A host and port, as written `host`, `host:port` or `[v6]:port`: the pool's `NodeAddress`
+    /// (its description brackets an IPv6 address).
+    public typealias HostPort = NodeAddress
 
     /// The Patroni cluster.
     public struct Target: Hashable, Sendable {
