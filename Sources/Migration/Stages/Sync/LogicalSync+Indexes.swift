@@ -1,12 +1,12 @@
 import Foundation
 import PGClient
 
-/// The logical method's deferred secondary indexes (`sync.defer_indexes: true`; off by default, see docs/BENCHMARKS.md), as
-/// pg_restore builds its indexes after the data: the cluster's indexes that no constraint owns,
-/// that are not unique and not the replica identity are dropped before the initial copy
-/// (`defer-indexes:<db>`, undone with the database pgha created) and built once every table is
-/// copied (`indexes:<db>`, from the single node's definitions). The apply workers need only the
-/// primary key or the replica identity, which stay.
+/// The logical method's deferred secondary indexes (`sync.defer_indexes: true`; off by default,
+/// see docs/BENCHMARKS.md), as pg_restore builds its indexes after the data: the cluster's indexes
+/// that no constraint owns, that are not unique and not the replica identity are dropped before
+/// the initial copy (`defer-indexes:<db>`, undone with the database pgha created) and built once
+/// every table is copied (`indexes:<db>`, from the single node's definitions). The apply workers
+/// need only the primary key or the replica identity, which stay.
 extension LogicalSync {
     /// Secondary indexes of the published tables: name (quoted) and definition.
     static let secondaryIndexesSQL = """
