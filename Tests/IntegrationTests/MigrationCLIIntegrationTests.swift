@@ -599,6 +599,16 @@ final class ChildProcess {
         }
     }
 
+    /// A test that ends early (a `try` that threw) leaves nothing running behind it: a workload
+    /// left writing would slow every later test's apply and judge.
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        closeInput()
+    }
+
     var stdout: String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "" }
 
