@@ -22,8 +22,9 @@ struct LogicalSyncIntegrationTests {
     }
 
     /// playbooks/sandbox-logical.yml with names of its own (slot, publication, target databases);
-    /// `deferIndexes` turns sync.defer_indexes on (off by default).
-    func workspace(deferIndexes: Bool = false) throws -> Workspace {
+    /// `deferIndexes` turns sync.defer_indexes on (off by default); `initialCopy` sets
+    /// sync.initial_copy (the default: snapshot, pgha's own COPY).
+    func workspace(deferIndexes: Bool = false, initialCopy: String? = nil) throws -> Workspace {
         let work = try Workspace(cli)
         var text = try String(contentsOfFile: CLIHarness.repository + "/playbooks/sandbox-logical.yml", encoding: .utf8)
         for (old, new) in [
@@ -31,7 +32,8 @@ struct LogicalSyncIntegrationTests {
             ("project: ha_distributed_postgres_cluster", "project: lt_project"),
             ("shared: ha_shared_knowledge", "shared: lt_shared"),
             ("on_failure: rollback", "on_failure: stop"),
-            ("  caught_up_lag: 1MB", "  caught_up_lag: 1MB" + (deferIndexes ? "\n  defer_indexes: true" : "")),
+            ("  caught_up_lag: 1MB", "  caught_up_lag: 1MB" + (deferIndexes ? "\n  defer_indexes: true" : "")
+                + (initialCopy.map { "\n  initial_copy: \($0)" } ?? "")),
         ] {
             guard text.contains(old) else { throw HarnessError("sandbox-logical.yml lacks \(old)") }
             text = text.replacingOccurrences(of: old, with: new)
@@ -80,9 +82,9 @@ struct LogicalSyncIntegrationTests {
         #expect(try source.query("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgha_lt%'").int(0, 0) == 0)
     }
 
-    @Test("sync copies both databases, then follows the single node; compare finds them identical; rollback removes everything")
+    @Test("sync.initial_copy subscription: PostgreSQL's table sync copies both databases (indexes deferred), then follows the single node; compare finds them identical; rollback removes everything")
     func syncFollowCompareRollback() throws {
-        let work = try workspace(deferIndexes: true)
+        let work = try workspace(deferIndexes: true, initialCopy: "subscription")
         defer {
             _ = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
             work.remove()
@@ -288,7 +290,10 @@ struct LogicalSyncIntegrationTests {
     /// gate; the crashed member is restarted and the migration completes; the workload's judge
     /// then finds every acknowledged write on the cluster, once.
     func leaderCrashDuringSync(postmasterOnly: Bool) throws {
-        let work = try workspace()
+        // The subscription's own copy: its catch-up leaves the streaming phase open long enough
+        // to crash the leader in it (pgha's snapshot copy gets there in a second or two; its own
+        // crash is `leaderCrashInTheMiddleOfTheSnapshotCopy`).
+        let work = try workspace(initialCopy: "subscription")
         defer {
             restore(work)
             _ = cli.run(["sandbox", "up"], in: try! Workspace(cli), timeout: 180)
@@ -350,7 +355,7 @@ struct LogicalSyncIntegrationTests {
         _ = try source.query("INSERT INTO public.lt_big SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, \(rows)) g", timeout: .seconds(120))
         _ = try source.query("ANALYZE public.lt_big", timeout: .seconds(60))
         source.close()
-        let work = try workspace(deferIndexes: true)
+        let work = try workspace(deferIndexes: true, initialCopy: "subscription")
         defer {
             restore(work)
             _ = cli.run(["sandbox", "up"], in: try! Workspace(cli), timeout: 180)
@@ -399,6 +404,109 @@ struct LogicalSyncIntegrationTests {
         repaired.close()
         print("[logical crash mid-copy at \(String(format: "%.1f", copying.seconds)) s] " + (killedInCompare.stdout + finished.stdout).split(separator: "\n").filter { $0.contains("leader change") || $0.contains("copied again") || $0.contains("compare:") || $0.contains("error") || $0.contains("copying ") }.joined(separator: "\n"))
         try completeAfterTheCrash(work, workload, label: "logical crash mid-copy")
+    }
+
+    @Test("sync.initial_copy snapshot (the default): pgha copies both databases at the slot's snapshot, builds keys and indexes after, the subscription streams from that point; compare finds them identical; rollback drops the slot and everything else")
+    func snapshotCopyFollowCompareRollback() throws {
+        let work = try workspace()
+        defer {
+            _ = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
+            work.remove()
+        }
+        let run = cli.run(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work, timeout: 300)
+        #expect(run.exitCode == 0 && run.stdout.contains("gate sync: PASS"), "\(run)")
+        #expect(run.stdout.contains("tables copied"), "\(run.stdout)")
+        let state = try StateStore(directory: work.stateDir).load()
+        let steps = state.steps.filter { $0.stage == .sync && ($0.name.hasPrefix("copy:") || $0.name.hasPrefix("post-data:")) }
+        #expect(steps.count == 4 && steps.allSatisfy { $0.phase == .done }, "\(steps.map(\.name))")
+        #expect(!state.steps.contains { $0.name.hasPrefix("defer-indexes:") }, "nothing to defer: the indexes come after the data")
+
+        let cluster = try leader(database: "lt_project")
+        #expect(try cluster.query("SELECT count(*) FROM pgbench_accounts").int(0, 0) == 100_000)
+        #expect(try cluster.query("SELECT pg_get_indexdef('tasks_project_id_idx'::regclass)").string(0, 0)?.contains("(project_id)") == true)
+        #expect(try cluster.query("SELECT count(*) FROM pg_constraint WHERE conname = 'pgbench_accounts_pkey'").int(0, 0) == 1)
+        // The subscription copied nothing itself: it streams from the slot pgha made.
+        #expect(try cluster.query("SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'").int(0, 0) == 0)
+        let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
+        let title = "snapshot-\(UUID().uuidString)"
+        _ = try source.query("INSERT INTO tasks (project_id, title) SELECT min(id), $1 FROM projects", [.text(title)])
+        defer { _ = try? source.query("DELETE FROM tasks WHERE title = $1", [.text(title)]) }
+        var arrived = false
+        for _ in 0..<100 where !arrived {
+            arrived = try cluster.query("SELECT count(*) FROM tasks WHERE title = $1", [.text(title)]).int(0, 0) == 1
+            if !arrived { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        #expect(arrived, "a row written on the single node reached the cluster within 5 s")
+
+        let compare = cli.run(["compare", "logical.yml"], in: work, timeout: 120)
+        #expect(compare.exitCode == 0 && compare.stdout.contains("identical: every table agrees"), "\(compare)")
+        cutover.expectNoSecrets(under: work.stateDir)
+
+        let rollback = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
+        #expect(rollback.exitCode == 0, "\(rollback)")
+        try expectClean()
+    }
+
+    @Test("the whole leader node crashes in the middle of pgha's snapshot copy, under load: the stage stops, and `pgha resume` starts the copy again from a new snapshot on the new leader; every row there once, nothing lost by the workload", .timeLimit(.minutes(10)))
+    func leaderCrashInTheMiddleOfTheSnapshotCopy() throws {
+        // A table large enough that its copy takes a second or more (≈ 170 MB).
+        let rows: Int64 = 1_200_000
+        let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
+        _ = try source.query("DROP TABLE IF EXISTS public.lt_big")
+        _ = try source.query("CREATE TABLE public.lt_big (id bigint PRIMARY KEY, payload text NOT NULL)", timeout: .seconds(60))
+        _ = try source.query("INSERT INTO public.lt_big SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, \(rows)) g", timeout: .seconds(180))
+        _ = try source.query("ANALYZE public.lt_big", timeout: .seconds(60))
+        source.close()
+        let work = try workspace()
+        defer {
+            restore(work)
+            _ = cli.run(["sandbox", "up"], in: try! Workspace(cli), timeout: 180)
+        }
+        let workload = try cutover.startWorkload(work)
+        let sync = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)
+        // The leader is crashed while its COPY FROM STDIN into lt_big runs (pg_stat_progress_copy).
+        var copying: String?
+        let started = ContinuousClock.now
+        while copying == nil && ContinuousClock.now - started < .seconds(180) {
+            if let c = try? leader(database: "lt_project"),
+               let r = try? c.query("SELECT host(inet_server_addr()) FROM pg_stat_progress_copy p JOIN pg_class t ON t.oid = p.relid WHERE t.relname = 'lt_big' AND p.tuples_processed > 0"),
+               r.rowCount > 0 {
+                copying = r.string(0, 0)
+            }
+            if copying == nil { Thread.sleep(forTimeInterval: 0.02) }
+        }
+        guard let copying, let member = sandbox.cluster.members.first(where: { $0.host == copying }) else {
+            sync.signal(SIGTERM)
+            Issue.record("lt_big's copy never seen on the leader: \(sync.wait(timeout: 120).stdout)")
+            return
+        }
+        let killed = try SandboxController(configuration: sandbox).crash(member: member.name)
+        #expect(killed.count == 2, "signalled \(killed)")
+        let failed = sync.wait(timeout: 300)
+        // The copy stops: its COPY fails, or the watchdog sees the leader change or stop answering.
+        #expect(failed.exitCode != 0 && (failed.stdout.contains("to the cluster failed") || failed.stdout.contains("the copy stopped")
+                                        || failed.stdout.contains("stopped: the cluster's leader has not answered")), "the copy stops with the leader: \(failed)")
+        // A new leader (Patroni's failover), then the resume.
+        var promoted = false
+        for _ in 0..<600 where !promoted {
+            promoted = (try? leader(database: "lt_project")) != nil
+            if !promoted { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        #expect(promoted, "a new leader within 60 s")
+        let finished = cli.run(["resume", "--state-dir", work.stateDir, "--until", "sync"], in: work, timeout: 400)
+        #expect(finished.exitCode == 0 && finished.stdout.contains("gate sync: PASS"), "\(finished)")
+        #expect(finished.stdout.contains("the copy was interrupted: starting it again from a new snapshot"), "\(finished.stdout)")
+        #expect((failed.stdout + finished.stdout).contains("the cluster's leader changed during the logical sync"), "\(finished.stdout)")
+        let repaired = try leader(database: "lt_project")
+        #expect(try repaired.query("SELECT count(*) FROM lt_big").int(0, 0) == rows, "every row of lt_big copied once")
+        #expect(try repaired.query("SELECT count(DISTINCT id) FROM lt_big").int(0, 0) == rows)
+        #expect(try repaired.query("SELECT count(*) FROM pg_indexes WHERE indexname = 'lt_big_pkey'").int(0, 0) == 1)
+        repaired.close()
+        let source2 = try cutover.superuser(sandbox.single.host, sandbox.single.port)
+        #expect(try source2.query("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgha_lt%'").int(0, 0) == 2, "one slot per database: the first attempt's dropped")
+        source2.close()
+        print("[logical crash mid-snapshot-copy] " + (failed.stdout + finished.stdout).split(separator: "\n").filter { $0.contains("leader change") || $0.contains("copied") || $0.contains("compare:") || $0.contains("failed") || $0.contains("interrupted") }.joined(separator: "\n"))
+        try completeAfterTheCrash(work, workload, label: "logical crash mid-snapshot-copy")
     }
 
     /// After a crash test's sync: the crashed member back (it rejoins as a replica), the rest of

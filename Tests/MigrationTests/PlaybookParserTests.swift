@@ -126,6 +126,19 @@ struct PlaybookParserTests {
         #expect(bad.first?.message.contains("expected one of true, false") == true)
     }
 
+    @Test("sync.initial_copy defaults to snapshot with 2 copy jobs, reads subscription and a job count, and refuses anything else naming the key")
+    func initialCopy() throws {
+        let defaults = try samplePlaybook().sync
+        #expect(defaults.initialCopy == .snapshot && defaults.copyJobs == 2)
+        let other = try PlaybookParser.parse(sample(replacing: "  method: logical", with: "  method: logical\n  initial_copy: subscription\n  copy_jobs: 4"), file: "x.yml")
+        #expect(other.sync.initialCopy == .subscription && other.sync.copyJobs == 4)
+        let bad = issues(sample(replacing: "  method: logical", with: "  method: logical\n  initial_copy: rsync"))
+        #expect(bad.map(\.key) == ["sync.initial_copy"])
+        #expect(bad.first?.message.contains("expected one of snapshot, subscription") == true)
+        let jobs = issues(sample(replacing: "  method: logical", with: "  method: logical\n  copy_jobs: 0"))
+        #expect(jobs.map(\.key) == ["sync.copy_jobs"])
+    }
+
     @Test("a wrong type names line, column, key and what was found")
     func wrongType() {
         let found = issues(sample(replacing: "api_hosts: [127.0.0.11, 127.0.0.12, \"127.0.0.13:8009\"]", with: "api_hosts: 8008"))

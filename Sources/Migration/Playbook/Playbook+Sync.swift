@@ -53,6 +53,21 @@ extension Playbook {
         /// every table is copied, as pg_restore does. Off by default: not faster on the measured
         /// data (docs/BENCHMARKS.md).
         public var deferIndexes: Bool
+        /// Logical method: who copies the tables before the subscription streams (`snapshot`, the
+        /// default: pgha, at the exported snapshot of the subscription's slot, keys and indexes
+        /// built after the data; `subscription`: PostgreSQL's table sync workers).
+        public var initialCopy: InitialCopy
+        /// Logical method, snapshot copy: tables copied at once (sessions on each side).
+        public var copyJobs: Int
+
+        public enum InitialCopy: String, Sendable, Hashable, CaseIterable {
+            /// pgha copies every table with COPY at the slot's exported snapshot (binary where both
+            /// servers read it the same way), then restores the keys, indexes, constraints and
+            /// triggers (`pg_dump --section=post-data`), then subscribes with `copy_data = false`.
+            case snapshot
+            /// `CREATE SUBSCRIPTION ... copy_data = true`: PostgreSQL's table sync workers copy.
+            case subscription
+        }
 
         public enum RolePasswords: String, Sendable, Hashable, CaseIterable {
             case none
@@ -64,8 +79,11 @@ extension Playbook {
             caughtUpLagBytes: Int64 = 1 << 20, clusterTimeoutSeconds: Double = 3600, stallTimeoutSeconds: Double = 600,
             startCluster: String? = nil, stopCluster: String? = nil, hookTimeoutSeconds: Double = 600,
             publisherUser: String? = nil, publisherPassword: EnvironmentReference? = nil, publication: String = "pgha_sync",
-            synchronousMode: Bool = true, rolePasswords: RolePasswords = .none, deferIndexes: Bool = false
+            synchronousMode: Bool = true, rolePasswords: RolePasswords = .none, deferIndexes: Bool = false,
+            initialCopy: InitialCopy = .snapshot, copyJobs: Int = 2
         ) {
+            self.copyJobs = copyJobs
+            self.initialCopy = initialCopy
             self.deferIndexes = deferIndexes
             self.synchronousMode = synchronousMode
             self.rolePasswords = rolePasswords

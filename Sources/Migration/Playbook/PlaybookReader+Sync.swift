@@ -40,11 +40,14 @@ extension PlaybookReader {
         guard let m = mapping(node, path: "sync", allowed: [
             "method", "slot", "max_wal_retention", "caught_up_lag", "cluster_timeout", "stall_timeout",
             "start_cluster", "stop_cluster", "hook_timeout", "publisher", "publication", "synchronous_mode", "role_passwords",
-            "defer_indexes",
+            "defer_indexes", "initial_copy", "copy_jobs",
         ], required: []) else { return nil }
         let rolePasswords = m["role_passwords"] == nil ? d.rolePasswords
             : choice(m, "role_passwords", Playbook.Sync.RolePasswords.allCases.map(\.rawValue)).flatMap(Playbook.Sync.RolePasswords.init(rawValue:))
         guard let rolePasswords else { return nil }
+        let initialCopy = m["initial_copy"] == nil ? d.initialCopy
+            : choice(m, "initial_copy", Playbook.Sync.InitialCopy.allCases.map(\.rawValue)).flatMap(Playbook.Sync.InitialCopy.init(rawValue:))
+        guard let initialCopy else { return nil }
         if m["synchronous_mode"] != nil, choice(m, "synchronous_mode", ["true", "false"]) == nil { return nil }
         if m["defer_indexes"] != nil, choice(m, "defer_indexes", ["true", "false"]) == nil { return nil }
         var publisherUser: String?
@@ -88,7 +91,8 @@ extension PlaybookReader {
             publisherUser: publisherUser, publisherPassword: publisherPassword, publication: publication,
             synchronousMode: m["synchronous_mode"] == nil ? d.synchronousMode : choice(m, "synchronous_mode", ["true", "false"]) == "true",
             rolePasswords: rolePasswords,
-            deferIndexes: m["defer_indexes"] == nil ? d.deferIndexes : choice(m, "defer_indexes", ["true", "false"]) == "true")
+            deferIndexes: m["defer_indexes"] == nil ? d.deferIndexes : choice(m, "defer_indexes", ["true", "false"]) == "true",
+            initialCopy: initialCopy, copyJobs: int(m, "copy_jobs", range: 1...64) ?? d.copyJobs)
     }
 
     /// `target.patroni_dcs: {ttl, loop_wait, retry_timeout}`, held to what Patroni accepts.

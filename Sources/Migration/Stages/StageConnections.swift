@@ -141,8 +141,9 @@ struct StageConnections: Sendable {
     }
 
     /// Connects; returns the connection (nil on failure) and what happened. Never throws: a
-    /// failure is an observation.
-    func connect(_ login: Login, applicationName: String) async -> (PGConnection?, LoginObservation) {
+    /// failure is an observation. `parameters` are further libpq connection parameters (the
+    /// logical copy's `replication=database`).
+    func connect(_ login: Login, applicationName: String, parameters: [String: String] = [:]) async -> (PGConnection?, LoginObservation) {
         var observation = LoginObservation(purpose: login.purpose, user: login.user, database: login.database)
         var password: String?
         if let reference = login.password {
@@ -154,7 +155,7 @@ struct StageConnections: Sendable {
                 return (nil, observation)
             }
         }
-        var extra: [String: String] = [:]
+        var extra = parameters
         if let passfile = environment.value(of: "PGPASSFILE"), !passfile.isEmpty { extra["passfile"] = passfile }
         var config = PGConnectionConfig(
             host: login.host, port: login.port, database: login.database, user: login.user, password: password,

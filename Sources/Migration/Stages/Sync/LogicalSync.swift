@@ -29,7 +29,7 @@ import PlainText
 /// on the single node (its tables and columns no longer those the cluster got), and any change of
 /// the cluster's leader timeline — after a crash of the leader, rows it had applied and confirmed
 /// may be missing on the new one, silently (../shared/ENVIRONMENT.md), so the copy is not trusted.
-struct LogicalSync {
+struct LogicalSync: Sendable {
     let context: StageContext
     let journal: StateJournal
     let db: CutoverDatabases
@@ -68,13 +68,19 @@ struct LogicalSync {
             try context.checkCancellation()
             try await createDatabase(database, on: leader)
             try await copySchema(database, on: leader)
-            try await deferIndexes(database, on: leader)
+            if sync.initialCopy == .subscription { try await deferIndexes(database, on: leader) }
         }
         try await enableSynchronousMode()
         try await recordIdentity()
         for database in db.databases {
             try context.checkCancellation()
             try await createPublication(database)
+            if sync.initialCopy == .snapshot {
+                // The slot (and its snapshot) after the publication: pgoutput reads the
+                // publication as the catalog stood at each change it decodes.
+                try await snapshotCopy(database, on: leader)
+                try await restorePostData(database, on: leader)
+            }
             try await createSubscription(database, on: leader)
         }
         try await wait()
@@ -115,39 +121,54 @@ struct LogicalSync {
     }
 
     func copySchema(_ database: (source: String, cluster: String), on leader: (name: String, host: String, port: Int)) async throws {
-        guard let sourceAdmin = playbook.source.adminUser, let targetAdmin = playbook.target.adminUser else {
-            throw MigrationError(.stageFailed, "the logical method needs source.admin_user and target.admin_user (superusers): it copies the schema and creates publications and subscriptions")
-        }
-        try await step("schema:\(database.source)", "the single node's schema of \(database.source) restored on the cluster (pg_dump --schema-only)") {
+        // The snapshot copy restores only the tables (pre-data) now; keys, indexes, constraints and
+        // triggers come after the data (`post-data:<db>`, LogicalSync+SnapshotCopy).
+        let preDataOnly = sync.initialCopy == .snapshot
+        let what = preDataOnly ? "pg_dump --schema-only --section=pre-data" : "pg_dump --schema-only"
+        try await step("schema:\(database.source)", "the single node's schema of \(database.source) restored on the cluster (\(what))") {
             // An interrupted restore rolled back (one transaction); one that committed left tables.
             if journal.step(stage, named: "schema:\(database.source)")?.phase == .intent, await !isEmpty(database.cluster, on: leader) {
                 context.progress("\(database.source): the schema is on the cluster already (restored before an interruption)")
                 return
             }
-            let file = context.store.directory + "/schema-\(Self.subscriptionName(playbook, database: database.source)).sql"
-            defer { try? FileManager.default.removeItem(atPath: file) }
-            var env = HookRunner.environment(for: context, key: "sync.schema")
-            env["PGHA_SCHEMA_FILE"] = file
-            env["PGHA_SOURCE_DSN"] = dsn(host: playbook.source.host, port: playbook.source.port, database: database.source, user: sourceAdmin, tls: playbook.source.tls)
-            env["PGHA_TARGET_DSN"] = dsn(host: leader.host, port: leader.port, database: database.cluster, user: targetAdmin, tls: playbook.target.tls)
-            env["PGHA_SOURCE_PASSWORD"] = try playbook.source.adminPassword.map { try $0.resolve(in: context.environment, key: "source.admin_password") }
-            env["PGHA_TARGET_PASSWORD"] = try playbook.target.adminPassword.map { try $0.resolve(in: context.environment, key: "target.admin_password") }
-            let command = """
-                set -e
-                umask 077
-                if [ -n "$PGHA_SOURCE_PASSWORD" ]; then PGPASSWORD="$PGHA_SOURCE_PASSWORD"; export PGPASSWORD; fi
-                pg_dump --schema-only --no-publications --no-subscriptions --file "$PGHA_SCHEMA_FILE" --dbname "$PGHA_SOURCE_DSN"
-                unset PGPASSWORD
-                if [ -n "$PGHA_TARGET_PASSWORD" ]; then PGPASSWORD="$PGHA_TARGET_PASSWORD"; export PGPASSWORD; fi
-                psql -X -q -v ON_ERROR_STOP=1 --single-transaction --file "$PGHA_SCHEMA_FILE" --dbname "$PGHA_TARGET_DSN"
-                """
-            let runner = HookRunner(environment: env, redactor: context.redactor)
-            let result = try await runner.run(command, key: "sync.schema", timeout: .seconds(sync.hookTimeoutSeconds), clock: context.clock)
-            guard result.exitStatus == 0 else {
-                throw MigrationError(.stageFailed, "copying the schema of \(database.source) failed (pg_dump --schema-only | psql, exit \(result.exitStatus)): " + result.outputTail.suffix(3).joined(separator: " / ") + ". Next: fix the cause on the cluster, then `pgha resume` (or `pgha rollback`)")
-            }
-            context.progress(String(format: "%@: schema restored on the cluster in %.1f s", database.source, result.seconds))
+            let seconds = try await dumpAndRestore(database, on: leader, options: preDataOnly ? "--schema-only --section=pre-data" : "--schema-only",
+                                                   key: "sync.schema", what: "copying the schema of \(database.source) (\(what) | psql)")
+            context.progress(String(format: "%@: schema restored on the cluster in %.1f s", database.source, seconds))
         }
+    }
+
+    /// `pg_dump <options>` of the single node's `database` restored with psql in one transaction
+    /// on the leader's copy of it; returns the seconds taken. The passwords go to the children in
+    /// PGPASSWORD, one at a time; the file (schema only, mode 0600) is removed after.
+    func dumpAndRestore(_ database: (source: String, cluster: String), on leader: (name: String, host: String, port: Int),
+                        options: String, key: String, what: String) async throws -> Double {
+        guard let sourceAdmin = playbook.source.adminUser, let targetAdmin = playbook.target.adminUser else {
+            throw MigrationError(.stageFailed, "the logical method needs source.admin_user and target.admin_user (superusers): it copies the schema and creates publications and subscriptions")
+        }
+        let file = context.store.directory + "/schema-\(Self.subscriptionName(playbook, database: database.source)).sql"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        var env = HookRunner.environment(for: context, key: key)
+        env["PGHA_SCHEMA_FILE"] = file
+        env["PGHA_DUMP_OPTIONS"] = options
+        env["PGHA_SOURCE_DSN"] = dsn(host: playbook.source.host, port: playbook.source.port, database: database.source, user: sourceAdmin, tls: playbook.source.tls)
+        env["PGHA_TARGET_DSN"] = dsn(host: leader.host, port: leader.port, database: database.cluster, user: targetAdmin, tls: playbook.target.tls)
+        env["PGHA_SOURCE_PASSWORD"] = try playbook.source.adminPassword.map { try $0.resolve(in: context.environment, key: "source.admin_password") }
+        env["PGHA_TARGET_PASSWORD"] = try playbook.target.adminPassword.map { try $0.resolve(in: context.environment, key: "target.admin_password") }
+        let command = """
+            set -e
+            umask 077
+            if [ -n "$PGHA_SOURCE_PASSWORD" ]; then PGPASSWORD="$PGHA_SOURCE_PASSWORD"; export PGPASSWORD; fi
+            pg_dump $PGHA_DUMP_OPTIONS --no-publications --no-subscriptions --file "$PGHA_SCHEMA_FILE" --dbname "$PGHA_SOURCE_DSN"
+            unset PGPASSWORD
+            if [ -n "$PGHA_TARGET_PASSWORD" ]; then PGPASSWORD="$PGHA_TARGET_PASSWORD"; export PGPASSWORD; fi
+            psql -X -q -v ON_ERROR_STOP=1 --single-transaction --file "$PGHA_SCHEMA_FILE" --dbname "$PGHA_TARGET_DSN"
+            """
+        let runner = HookRunner(environment: env, redactor: context.redactor)
+        let result = try await runner.run(command, key: key, timeout: .seconds(max(sync.hookTimeoutSeconds, sync.clusterTimeoutSeconds)), clock: context.clock)
+        guard result.exitStatus == 0 else {
+            throw MigrationError(.stageFailed, "\(what) failed (exit \(result.exitStatus)): " + result.outputTail.suffix(3).joined(separator: " / ") + ". Next: fix the cause on the cluster, then `pgha resume` (or `pgha rollback`)")
+        }
+        return result.seconds
     }
 
     /// The tables the publication lists: every permanent table (a partitioned one as its root),
@@ -196,10 +217,12 @@ struct LogicalSync {
             let exists = try await db.run(cluster, "SELECT 1 FROM pg_subscription WHERE subname = $1", [.text(name)], what: "looking for subscription \(name)")
             if exists.rowCount == 0 {
                 let conninfo = try subscriptionConninfo(database: database.source)
-                try await db.run(cluster, "CREATE SUBSCRIPTION \(SQLQuoting.identifier(name)) CONNECTION \(SQLQuoting.literal(conninfo)) PUBLICATION \(SQLQuoting.identifier(sync.publication)) WITH (slot_name = \(SQLQuoting.literal(name)), copy_data = true, synchronous_commit = 'on')",
+                // The snapshot copy made the slot and copied at its snapshot: stream from it.
+                let copy = sync.initialCopy == .snapshot ? "copy_data = false, create_slot = false" : "copy_data = true"
+                try await db.run(cluster, "CREATE SUBSCRIPTION \(SQLQuoting.identifier(name)) CONNECTION \(SQLQuoting.literal(conninfo)) PUBLICATION \(SQLQuoting.identifier(sync.publication)) WITH (slot_name = \(SQLQuoting.literal(name)), \(copy), synchronous_commit = 'on')",
                                  what: "CREATE SUBSCRIPTION \(name)")
             }
-            context.progress("\(database.source): subscription \(name) on the cluster: the initial copy runs")
+            context.progress("\(database.source): subscription \(name) on the cluster: " + (sync.initialCopy == .snapshot ? "streaming from the copy's snapshot" : "the initial copy runs"))
         }
     }
 
@@ -243,6 +266,9 @@ struct LogicalSync {
             if case .patroniSetting(let setting) = step.undo {
                 try await restore(setting)
             }
+            if case .replicationSlot(let slot) = step.undo, slot.server == "source", slot.createdByPGHA {
+                try await dropSourceSlot(slot.name, database: step.name.hasPrefix("copy:") ? String(step.name.dropFirst(5)) : playbook.source.databases.project)
+            }
             if case .createdObject(let object) = step.undo {
                 switch (object.server, object.objectKind) {
                 case ("cluster", "subscription"):
@@ -277,9 +303,13 @@ struct LogicalSync {
                 context.progress("subscription \(name) dropped on the cluster")
             }
         }
-        // The slot on the single node, once its walsender has gone (bounded).
-        let sourceDatabase = db.databases.first { $0.cluster == database }?.source ?? playbook.source.databases.project
-        let source = try await db.source(sourceDatabase)
+        try await dropSourceSlot(name, database: db.databases.first { $0.cluster == database }?.source ?? playbook.source.databases.project)
+    }
+
+    /// Slot `name` on the single node (a connection to its `database`), once its walsender has
+    /// gone (bounded).
+    func dropSourceSlot(_ name: String, database: String) async throws {
+        let source = try await db.source(database)
         switch try await ReplicationSlots.dropWhenInactive(name, on: source, timeout: .seconds(30), context: context, describe: db.connections.describe) {
         case .dropped: context.progress("slot \(name) dropped on the single node")
         case .absent: break

@@ -286,7 +286,9 @@ public struct SyncStage: MigrationStageExecutor {
             stage: stage, makesChanges: true,
             summary: "Logical method: every database is copied into the cluster \(p.target.scope) by logical replication (publication on the single node, subscription on the cluster's leader), which then follows the single node. DDL, sequences and large objects do not flow: the schema is copied once, DDL during sync stops the stage.",
             checks: [
-                "every table's initial copy (pg_subscription_rel), as a progress bar, then the subscriptions' lag on the single node",
+                p.sync.initialCopy == .snapshot
+                    ? "the copy of every table at the slot's snapshot, as a progress bar (bytes against the single node's table sizes), then the subscriptions' lag on the single node"
+                    : "every table's initial copy (pg_subscription_rel), as a progress bar, then the subscriptions' lag on the single node",
                 "lag ≤ \(formatBytes(s.caughtUpLagBytes)) (sync.caught_up_lag); no copy or apply error on the cluster",
                 "the slots hold back ≤ \(formatBytes(s.maxWALRetentionBytes)) of WAL (sync.max_wal_retention), else the stage stops",
                 "no DDL on the single node since the schema was copied (its tables and columns are the cluster's), else the stage stops",
@@ -308,14 +310,23 @@ public struct SyncStage: MigrationStageExecutor {
     /// The logical method's changes for one database, in the plan.
     private func logicalChanges(_ p: Playbook, database d: (source: String, cluster: String)) -> [String] {
         let s = p.sync
+        let slot = LogicalSync.subscriptionName(p, database: d.source)
+        let subscription = "CREATE SUBSCRIPTION \(slot) on the cluster, logging in to the single node as \(s.publisherUser ?? "?") (sync.publisher), synchronous_commit = on"
+        let publication = "CREATE PUBLICATION \(s.publication) FOR TABLE (every table of \(d.source)) on the single node"
+        guard s.initialCopy == .subscription else {
+            return [
+                "CREATE DATABASE \(d.cluster) on the cluster's leader (it must not exist), and the single node's tables of \(d.source) created in it (pg_dump --schema-only --section=pre-data | psql, one transaction)",
+                publication,
+                "slot \(slot) created on the single node with its snapshot exported (CREATE_REPLICATION_SLOT … LOGICAL pgoutput), and every table copied at that snapshot by pgha, \(s.copyJobs) at a time (COPY … TO STDOUT into COPY … FROM STDIN; binary between equal major versions and built-in types) (sync.initial_copy: snapshot)",
+                "the keys, indexes, constraints and triggers of \(d.source) restored on the cluster after the data (pg_dump --section=post-data | psql, one transaction)",
+                subscription + ", copy_data = false, streaming from slot \(slot)",
+            ]
+        }
         var changes = ["CREATE DATABASE \(d.cluster) on the cluster's leader (it must not exist), and the single node's schema of \(d.source) restored in it (pg_dump --schema-only | psql, one transaction)"]
         if s.deferIndexes {
             changes.append("DROP INDEX for the secondary indexes of \(d.cluster) on the cluster until every table is copied, then CREATE INDEX for each as the single node defines it (sync.defer_indexes)")
         }
-        changes += [
-            "CREATE PUBLICATION \(s.publication) FOR TABLE (every table of \(d.source)) on the single node",
-            "CREATE SUBSCRIPTION \(LogicalSync.subscriptionName(p, database: d.source)) on the cluster, logging in to the single node as \(s.publisherUser ?? "?") (sync.publisher), synchronous_commit = on",
-        ]
+        changes += [publication, subscription + ", copy_data = true (sync.initial_copy: subscription: PostgreSQL's table sync workers copy)"]
         return changes
     }
 }
