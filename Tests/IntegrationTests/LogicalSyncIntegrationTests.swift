@@ -449,8 +449,8 @@ struct LogicalSyncIntegrationTests {
 
     @Test("the whole leader node crashes in the middle of pgha's snapshot copy, under load: the stage stops, and `pgha resume` starts the copy again from a new snapshot on the new leader; every row there once, nothing lost by the workload", .timeLimit(.minutes(10)))
     func leaderCrashInTheMiddleOfTheSnapshotCopy() throws {
-        // A table large enough that its copy takes a second or more (≈ 170 MB).
-        let rows: Int64 = 1_200_000
+        // A table large enough that its copy takes a few seconds (≈ 280 MB).
+        let rows: Int64 = 2_000_000
         let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
         _ = try source.query("DROP TABLE IF EXISTS public.lt_big")
         _ = try source.query("CREATE TABLE public.lt_big (id bigint PRIMARY KEY, payload text NOT NULL)", timeout: .seconds(60))
@@ -464,14 +464,19 @@ struct LogicalSyncIntegrationTests {
         }
         let workload = try cutover.startWorkload(work)
         let sync = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)
-        // The leader is crashed while its COPY FROM STDIN into lt_big runs (pg_stat_progress_copy).
+        // The leader is crashed while its COPY FROM STDIN into lt_big runs (pg_stat_progress_copy),
+        // once Patroni has named its synchronous standby (before that, synchronous mode lets no
+        // member take over: the cluster waits for the crashed node, which is not this test).
         var copying: String?
         let started = ContinuousClock.now
         while copying == nil && ContinuousClock.now - started < .seconds(180) {
             if let c = try? leader(database: "lt_project"),
                let r = try? c.query("SELECT host(inet_server_addr()) FROM pg_stat_progress_copy p JOIN pg_class t ON t.oid = p.relid WHERE t.relname = 'lt_big' AND p.tuples_processed > 0"),
                r.rowCount > 0 {
-                copying = r.string(0, 0)
+                // Patroni's /sync names the standby (its role in `sandbox status`) a moment after
+                // synchronous_standby_names is set.
+                let status = cli.run(["sandbox", "status", "--json"], in: work, timeout: 30)
+                if status.stdout.contains("\"sync_standby\"") { copying = r.string(0, 0) }
             }
             if copying == nil { Thread.sleep(forTimeInterval: 0.02) }
         }

@@ -27,8 +27,8 @@ extension LogicalSync {
 
     static let synchronousModeStep = "synchronous-mode"
 
-    /// Switches Patroni's synchronous mode on (journaled with the value it had), then waits (up to
-    /// 30 s) for a synchronous standby; without one the copy goes on, with a warning.
+    /// Switches Patroni's synchronous mode on (journaled with the value it had); Patroni names a
+    /// synchronous standby in its next loops (`awaitSynchronousStandby`).
     func enableSynchronousMode() async throws {
         guard sync.synchronousMode, journal.step(stage, named: Self.synchronousModeStep)?.phase != .done else { return }
         let client: PatroniClient
@@ -49,6 +49,14 @@ extension LogicalSync {
                        undo: .patroniSetting(.init(key: "synchronous_mode", previous: encoded))) {
             try await db.patchConfig(.object(["synchronous_mode": .bool(true)]), what: "switching synchronous_mode on", context: context)
         }
+    }
+
+    /// Waits (up to 30 s) for the synchronous standby Patroni names once synchronous mode is on;
+    /// without one the sync goes on, with a warning. Called before the first subscription streams
+    /// (the window of the silent loss); pgha's snapshot copy runs meanwhile — a copy the leader's
+    /// crash cuts is started again, one it committed and lost is found by the verification.
+    func awaitSynchronousStandby() async throws {
+        guard sync.synchronousMode, let client = try? db.connections.patroniClient() else { return }
         let deadline = context.clock.now().addingTimeInterval(30)
         while context.clock.now() < deadline {
             if let cluster = try? await client.cluster().value, let standby = cluster.members.first(where: { $0.role.rawValue == "sync_standby" }) {

@@ -23,6 +23,10 @@ extension LogicalSync {
         var copying: [TableCopy] = []
         /// `database.table` of every table whose copy has not finished (states i, d).
         var toCopy: Set<String> = []
+        /// Table syncs stranded by a leader change: state `f` (copied, catching up) on the new
+        /// leader while their slot on the single node is gone — the old leader had finished them.
+        /// PostgreSQL retries them forever; pgha copies them again (`resync:`).
+        var stranded: [(database: String, table: String)] = []
     }
 
     /// One table sync's COPY as pg_stat_progress_copy shows it on the cluster's leader, with the
@@ -83,12 +87,33 @@ extension LogicalSync {
                 look.lagBytes = max(look.lagBytes, try slot.int(0, 0) ?? 0)
                 look.retainedBytes = max(look.retainedBytes, try slot.int(0, 1) ?? 0)
             }
+            look.stranded += try await strandedTableSyncs(database, subscription: name, cluster: cluster, source: source)
             look.schemaChanges += try await schemaDifferences(database, cluster: cluster, source: source)
             if look.ready < look.tables {
                 look.copying += try await tableCopies(database, cluster: cluster, source: source)
             }
         }
         return look
+    }
+
+    /// Tables in state `f` whose table sync's slot (`pg_<subid>_sync_<relid>_<sysid>`, as
+    /// PostgreSQL names it) is not on the single node.
+    func strandedTableSyncs(_ database: (source: String, cluster: String), subscription: String, cluster: PGConnection, source: PGConnection) async throws -> [(database: String, table: String)] {
+        let finished = try await db.run(cluster, """
+            SELECT n.nspname || '.' || c.relname, format('pg_%s_sync_%s_%s', s.oid, r.srrelid, (SELECT system_identifier FROM pg_control_system()))
+            FROM pg_subscription s JOIN pg_subscription_rel r ON r.srsubid = s.oid
+            JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE s.subname = $1 AND r.srsubstate = 'f'
+            """, [.text(subscription)], what: "reading the table syncs catching up")
+        guard finished.rowCount > 0 else { return [] }
+        let slots = (0..<finished.rowCount).compactMap { finished.string($0, 1) }
+        let present = try await db.run(source, "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name = ANY($1::text[])",
+                                       [.text("{" + slots.joined(separator: ",") + "}")], what: "looking for the table syncs' slots")
+        let existing = Set((0..<present.rowCount).compactMap { present.string($0, 0) })
+        return (0..<finished.rowCount).compactMap { row in
+            guard let table = finished.string(row, 0), let slot = finished.string(row, 1), !existing.contains(slot) else { return nil }
+            return (database.source, table)
+        }
     }
 
     /// The table syncs' COPY into `database` on the cluster, with the single node's row estimates.
@@ -166,6 +191,7 @@ extension LogicalSync {
         var best = (ready: -1, lag: Int64.max)
         var unreachableSince: Date?
         var copying: [String: TableCopy] = [:]
+        var strandedSince: [String: Date] = [:]
         while true {
             try context.checkCancellation()
             let look: Look
@@ -196,8 +222,29 @@ extension LogicalSync {
             // the stall timeout reports. The verification resets the counters.
             // So are table-sync errors during the initial copy (a copy interrupted by a crash or a
             // DDL: PostgreSQL retries the table; the DDL check names the DDL).
+            // A table sync stranded by the leader change (seen for 10 s: its slot is dropped a
+            // moment before its state commits) is copied again now; the verification follows.
+            let changes = unverifiedChanges
+            if let change = changes.max() {
+                let now = context.clock.now()
+                let keys = Set(look.stranded.map { $0.database + ":" + $0.table })
+                strandedSince = strandedSince.filter { keys.contains($0.key) }
+                for (database, table) in look.stranded {
+                    let key = database + ":" + table
+                    let since = strandedSince[key] ?? now
+                    strandedSince[key] = since
+                    guard now.timeIntervalSince(since) >= 10, let pair = db.databases.first(where: { $0.source == database }) else { continue }
+                    try context.activity.doneWaiting()
+                    context.progress("\(database).\(table): its table sync lost its slot in the leader change (state f, no slot on the single node): copied again")
+                    try await step("resync:\(change):\(database):\(table)", "copy \(table) of \(database) again: its table sync was stranded by leader change \(change)") {
+                        try await recopy(table, database: pair)
+                    }
+                    strandedSince[key] = nil
+                    lastProgress = context.clock.now()
+                }
+            }
             var judged = look
-            if !unverifiedChanges.isEmpty || (look.ready < look.tables && look.applyErrorCount == 0) { judged.errors = [] }
+            if !changes.isEmpty || (look.ready < look.tables && look.applyErrorCount == 0) { judged.errors = [] }
             if let (reason, advice) = await problem(judged) {
                 try context.activity.doneWaiting()
                 throw MigrationError(.stageFailed, reason + ". Next: " + advice)

@@ -63,6 +63,8 @@ struct LogicalSync: Sendable {
 
     func run() async throws {
         let leader = try await leader()
+        // First, so that Patroni names its synchronous standby while the schema is restored.
+        try await enableSynchronousMode()
         try await createRoles(on: leader)
         for database in db.databases {
             try context.checkCancellation()
@@ -70,9 +72,9 @@ struct LogicalSync: Sendable {
             try await copySchema(database, on: leader)
             if sync.initialCopy == .subscription { try await deferIndexes(database, on: leader) }
         }
-        try await enableSynchronousMode()
+        if sync.initialCopy == .subscription { try await awaitSynchronousStandby() }
         try await recordIdentity()
-        for database in db.databases {
+        for (index, database) in db.databases.enumerated() {
             try context.checkCancellation()
             try await createPublication(database)
             if sync.initialCopy == .snapshot {
@@ -80,6 +82,8 @@ struct LogicalSync: Sendable {
                 // publication as the catalog stood at each change it decodes.
                 try await snapshotCopy(database, on: leader)
                 try await restorePostData(database, on: leader)
+                // Patroni has named its synchronous standby while the copy ran.
+                if index == 0 { try await awaitSynchronousStandby() }
             }
             try await createSubscription(database, on: leader)
         }
