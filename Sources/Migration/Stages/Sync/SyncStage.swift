@@ -303,7 +303,7 @@ public struct SyncStage: MigrationStageExecutor {
                 "drop the roles pgha created on the cluster",
             ],
             warnings: s.synchronousMode
-                ? ["synchronous_mode: every apply commit on the cluster waits for a synchronous standby: many small transactions apply more slowly (1.5–1.6× the time measured by scripts/bench-logical, up to ~9× seen elsewhere; one large one at the same speed). It protects against the crash of the whole leader node, not of its postmaster alone: every leader change is verified by a compare either way"]
+                ? ["synchronous_mode: every apply commit on the cluster waits for a synchronous standby: many small transactions apply more slowly (1.5–1.9× the time measured by scripts/bench-logical, up to ~9× seen elsewhere; one large one at the same speed). It protects against the crash of the whole leader node, not of its postmaster alone: every leader change is verified by a compare either way"]
                 : ["sync.synchronous_mode: false: a crash of the cluster's leader may lose applied rows silently; the leader change is verified by a compare (and what differs copied again)"])
     }
 
