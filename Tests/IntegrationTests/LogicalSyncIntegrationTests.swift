@@ -82,6 +82,30 @@ struct LogicalSyncIntegrationTests {
         #expect(try source.query("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgha_lt%'").int(0, 0) == 0)
     }
 
+    /// After a sync passed: a row written on the single node arrives on the cluster's leader,
+    /// `pgha compare` finds every table identical, no secret in the state directory, and the
+    /// rollback leaves nothing behind.
+    func expectFollowsComparesAndRollsBack(_ work: Workspace, cluster: PGConnection) throws {
+        let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
+        let title = "logical-\(UUID().uuidString)"
+        _ = try source.query("INSERT INTO tasks (project_id, title) SELECT min(id), $1 FROM projects", [.text(title)])
+        defer { _ = try? source.query("DELETE FROM tasks WHERE title = $1", [.text(title)]) }
+        var arrived = false
+        for _ in 0..<100 where !arrived {
+            arrived = try cluster.query("SELECT count(*) FROM tasks WHERE title = $1", [.text(title)]).int(0, 0) == 1
+            if !arrived { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        #expect(arrived, "a row written on the single node reached the cluster within 5 s")
+
+        let compare = cli.run(["compare", "logical.yml"], in: work, timeout: 120)
+        #expect(compare.exitCode == 0 && compare.stdout.contains("identical: every table agrees"), "\(compare)")
+        cutover.expectNoSecrets(under: work.stateDir)
+
+        let rollback = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
+        #expect(rollback.exitCode == 0, "\(rollback)")
+        try expectClean()
+    }
+
     @Test("sync.initial_copy subscription: PostgreSQL's table sync copies both databases (indexes deferred), then follows the single node; compare finds them identical; rollback removes everything")
     func syncFollowCompareRollback() throws {
         let work = try workspace(deferIndexes: true, initialCopy: "subscription")
@@ -104,24 +128,7 @@ struct LogicalSyncIntegrationTests {
         #expect(try cluster.query("SELECT pg_get_indexdef('tasks_project_id_idx'::regclass)").string(0, 0)?.contains("(project_id)") == true)
         let shared = try leader(database: "lt_shared")
         #expect(try shared.query("SELECT count(*) FROM pg_indexes WHERE indexname = 'knowledge_items_topic_idx'").int(0, 0) == 1)
-        let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
-        let title = "logical-\(UUID().uuidString)"
-        _ = try source.query("INSERT INTO tasks (project_id, title) SELECT min(id), $1 FROM projects", [.text(title)])
-        defer { _ = try? source.query("DELETE FROM tasks WHERE title = $1", [.text(title)]) }
-        var arrived = false
-        for _ in 0..<100 where !arrived {
-            arrived = try cluster.query("SELECT count(*) FROM tasks WHERE title = $1", [.text(title)]).int(0, 0) == 1
-            if !arrived { Thread.sleep(forTimeInterval: 0.05) }
-        }
-        #expect(arrived, "a row written on the single node reached the cluster within 5 s")
-
-        let compare = cli.run(["compare", "logical.yml"], in: work, timeout: 120)
-        #expect(compare.exitCode == 0 && compare.stdout.contains("identical: every table agrees"), "\(compare)")
-        cutover.expectNoSecrets(under: work.stateDir)
-
-        let rollback = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
-        #expect(rollback.exitCode == 0, "\(rollback)")
-        try expectClean()
+        try expectFollowsComparesAndRollsBack(work, cluster: cluster)
     }
 
     @Test("DDL on the single node during sync stops the stage, naming the column; resume after the same DDL on the cluster continues")
@@ -349,12 +356,7 @@ struct LogicalSyncIntegrationTests {
     func leaderCrashInTheMiddleOfTheInitialCopy() throws {
         // A table large enough that its copy takes seconds (≈ 90 MB), in the project database.
         let rows: Int64 = 700_000
-        let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
-        _ = try source.query("DROP TABLE IF EXISTS public.lt_big")
-        _ = try source.query("CREATE TABLE public.lt_big (id bigint PRIMARY KEY, payload text NOT NULL)", timeout: .seconds(60))
-        _ = try source.query("INSERT INTO public.lt_big SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, \(rows)) g", timeout: .seconds(120))
-        _ = try source.query("ANALYZE public.lt_big", timeout: .seconds(60))
-        source.close()
+        try makeBigTable(rows: rows)
         let work = try workspace(deferIndexes: true, initialCopy: "subscription")
         defer {
             restore(work)
@@ -427,36 +429,14 @@ struct LogicalSyncIntegrationTests {
         #expect(try cluster.query("SELECT count(*) FROM pg_constraint WHERE conname = 'pgbench_accounts_pkey'").int(0, 0) == 1)
         // The subscription copied nothing itself: it streams from the slot pgha made.
         #expect(try cluster.query("SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'").int(0, 0) == 0)
-        let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
-        let title = "snapshot-\(UUID().uuidString)"
-        _ = try source.query("INSERT INTO tasks (project_id, title) SELECT min(id), $1 FROM projects", [.text(title)])
-        defer { _ = try? source.query("DELETE FROM tasks WHERE title = $1", [.text(title)]) }
-        var arrived = false
-        for _ in 0..<100 where !arrived {
-            arrived = try cluster.query("SELECT count(*) FROM tasks WHERE title = $1", [.text(title)]).int(0, 0) == 1
-            if !arrived { Thread.sleep(forTimeInterval: 0.05) }
-        }
-        #expect(arrived, "a row written on the single node reached the cluster within 5 s")
-
-        let compare = cli.run(["compare", "logical.yml"], in: work, timeout: 120)
-        #expect(compare.exitCode == 0 && compare.stdout.contains("identical: every table agrees"), "\(compare)")
-        cutover.expectNoSecrets(under: work.stateDir)
-
-        let rollback = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
-        #expect(rollback.exitCode == 0, "\(rollback)")
-        try expectClean()
+        try expectFollowsComparesAndRollsBack(work, cluster: cluster)
     }
 
     @Test("the whole leader node crashes in the middle of pgha's snapshot copy, under load: the stage stops, and `pgha resume` starts the copy again from a new snapshot on the new leader; every row there once, nothing lost by the workload", .timeLimit(.minutes(10)))
     func leaderCrashInTheMiddleOfTheSnapshotCopy() throws {
         // A table large enough that its copy takes a few seconds (≈ 280 MB).
         let rows: Int64 = 2_000_000
-        let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
-        _ = try source.query("DROP TABLE IF EXISTS public.lt_big")
-        _ = try source.query("CREATE TABLE public.lt_big (id bigint PRIMARY KEY, payload text NOT NULL)", timeout: .seconds(60))
-        _ = try source.query("INSERT INTO public.lt_big SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, \(rows)) g", timeout: .seconds(180))
-        _ = try source.query("ANALYZE public.lt_big", timeout: .seconds(60))
-        source.close()
+        try makeBigTable(rows: rows)
         let work = try workspace()
         defer {
             restore(work)
@@ -512,6 +492,17 @@ struct LogicalSyncIntegrationTests {
         source2.close()
         print("[logical crash mid-snapshot-copy] " + (failed.stdout + finished.stdout).split(separator: "\n").filter { $0.contains("leader change") || $0.contains("copied") || $0.contains("compare:") || $0.contains("failed") || $0.contains("interrupted") }.joined(separator: "\n"))
         try completeAfterTheCrash(work, workload, label: "logical crash mid-snapshot-copy")
+    }
+
+    /// public.lt_big on the single node (project database): `rows` rows of ~140 bytes, analysed
+    /// (so that the copy's bar has a total); `restore` drops it.
+    func makeBigTable(rows: Int64) throws {
+        let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
+        defer { source.close() }
+        _ = try source.query("DROP TABLE IF EXISTS public.lt_big")
+        _ = try source.query("CREATE TABLE public.lt_big (id bigint PRIMARY KEY, payload text NOT NULL)", timeout: .seconds(60))
+        _ = try source.query("INSERT INTO public.lt_big SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, \(rows)) g", timeout: .seconds(300))
+        _ = try source.query("ANALYZE public.lt_big", timeout: .seconds(60))
     }
 
     /// After a crash test's sync: the crashed member back (it rejoins as a replica), the rest of
