@@ -27,6 +27,12 @@ extension LogicalSync {
         /// leader while their slot on the single node is gone — the old leader had finished them.
         /// PostgreSQL retries them forever; pgha copies them again (`resync:`).
         var stranded: [(database: String, table: String)] = []
+        /// Subscriptions whose apply worker is not running yet: the launcher starts one worker
+        /// per `wal_retrieve_retry_interval` (5 s), so a second subscription made a second after
+        /// the first streams 5 s later — its slot's lag looks small meanwhile, since nothing has
+        /// been written for it to confirm. Until it runs the copy is not caught up (a cutover
+        /// would otherwise wait for it inside the application's pause).
+        var notStreaming: [String] = []
     }
 
     /// One table sync's COPY as pg_stat_progress_copy shows it on the cluster's leader, with the
@@ -87,6 +93,9 @@ extension LogicalSync {
                 look.lagBytes = max(look.lagBytes, try slot.int(0, 0) ?? 0)
                 look.retainedBytes = max(look.retainedBytes, try slot.int(0, 1) ?? 0)
             }
+            let worker = try await db.run(cluster, "SELECT count(*) FROM pg_stat_subscription st JOIN pg_subscription s ON s.oid = st.subid WHERE s.subname = $1 AND st.relid IS NULL AND st.pid IS NOT NULL",
+                                          [.text(name)], what: "looking for the subscription's apply worker")
+            if (try worker.int(0, 0) ?? 0) == 0 { look.notStreaming.append(name) }
             look.stranded += try await strandedTableSyncs(database, subscription: name, cluster: cluster, source: source)
             look.schemaChanges += try await schemaDifferences(database, cluster: cluster, source: source)
             if look.ready < look.tables {
@@ -268,7 +277,7 @@ extension LogicalSync {
                 context.activity.progress(StageProgress(task: "logical-lag", title: "the subscriptions' lag on the single node", kind: .gauge, unit: .bytes,
                                                         value: look.lagBytes, target: sync.caughtUpLagBytes))
             }
-            if look.tables > 0, look.ready == look.tables, look.lagBytes <= sync.caughtUpLagBytes {
+            if look.tables > 0, look.ready == look.tables, look.lagBytes <= sync.caughtUpLagBytes, look.notStreaming.isEmpty {
                 let changes = unverifiedChanges
                 if !changes.isEmpty {
                     // Everything copied and streaming on the new leader: now it can be compared.
@@ -286,7 +295,9 @@ extension LogicalSync {
             let what = look.ready < look.tables || look.tables == 0
                 ? "the initial copy: \(look.ready) of \(look.tables) tables ready" + (look.notReady.isEmpty ? "" : " (copying: " + look.notReady.joined(separator: "; ").prefix(200) + ")")
                     + (look.errors.isEmpty ? "" : "; " + look.errors.joined(separator: "; "))
-                : "the subscriptions to catch up: lag \(formatBytes(look.lagBytes))"
+                : look.lagBytes <= sync.caughtUpLagBytes && !look.notStreaming.isEmpty
+                    ? "the apply worker of \(look.notStreaming.joined(separator: ", ")) to start (PostgreSQL starts one per wal_retrieve_retry_interval)"
+                    : "the subscriptions to catch up: lag \(formatBytes(look.lagBytes))"
             try context.activity.waiting(what, detail: nil, deadline: started.addingTimeInterval(sync.clusterTimeoutSeconds))
             if now.timeIntervalSince(started) > sync.clusterTimeoutSeconds {
                 try context.activity.doneWaiting()

@@ -241,6 +241,9 @@ struct LogicalSync: Sendable {
         results.append(look.tables > 0 && look.ready == look.tables
             ? .pass("sync.tables_copied", observed: "\(look.ready) of \(look.tables) tables ready", expected: "every table ready")
             : .fail("sync.tables_copied", observed: "\(look.ready) of \(look.tables) tables ready" + (look.notReady.isEmpty ? "" : ": " + look.notReady.joined(separator: "; ")), expected: "every table ready", advice: "`pgha resume` waits for the copy"))
+        results.append(look.notStreaming.isEmpty
+            ? .pass("sync.apply_workers", observed: "every subscription's apply worker runs", expected: "one per subscription")
+            : .fail("sync.apply_workers", observed: "no apply worker yet for " + look.notStreaming.joined(separator: ", "), expected: "one per subscription", advice: "`pgha resume` waits for it (PostgreSQL starts one per wal_retrieve_retry_interval)"))
         results.append(look.lagBytes <= sync.caughtUpLagBytes
             ? .pass("sync.lag", observed: formatBytes(look.lagBytes), expected: "≤ \(formatBytes(sync.caughtUpLagBytes)) (sync.caught_up_lag)")
             : .fail("sync.lag", observed: formatBytes(look.lagBytes), expected: "≤ \(formatBytes(sync.caughtUpLagBytes)) (sync.caught_up_lag)", advice: "`pgha resume` waits for the subscriptions"))
