@@ -36,26 +36,18 @@ extension LogicalSync {
     /// of a large plain table: the rows in the heap blocks `lower..<upper` (`upper` nil: to the
     /// end), read by a TID range scan.
     struct CopyTable: Sendable, Equatable {
+        /// Heap blocks `lower..<upper` (`upper` nil: to the end of the table).
+        struct Blocks: Sendable, Equatable {
+            let lower: Int64
+            let upper: Int64?
+        }
+
         let name: String
         let columns: String
         let partitioned: Bool
         let bytes: Int64
         let binary: Bool
-        var blocks: (lower: Int64, upper: Int64?)?
-
-        init(name: String, columns: String, partitioned: Bool, bytes: Int64, binary: Bool, blocks: (lower: Int64, upper: Int64?)? = nil) {
-            self.name = name
-            self.columns = columns
-            self.partitioned = partitioned
-            self.bytes = bytes
-            self.binary = binary
-            self.blocks = blocks
-        }
-
-        static func == (a: CopyTable, b: CopyTable) -> Bool {
-            a.name == b.name && a.columns == b.columns && a.partitioned == b.partitioned && a.bytes == b.bytes && a.binary == b.binary
-                && a.blocks?.lower == b.blocks?.lower && a.blocks?.upper == b.blocks?.upper
-        }
+        var blocks: Blocks? = nil
 
         var copyOut: String {
             var range = ""
@@ -76,7 +68,7 @@ extension LogicalSync {
                 return (0..<Int64(jobs)).map { i in
                     var piece = CopyTable(name: table.name, columns: table.columns, partitioned: false,
                                           bytes: table.bytes / Int64(jobs), binary: table.binary)
-                    piece.blocks = (blocks * i / Int64(jobs), i == Int64(jobs) - 1 ? nil : blocks * (i + 1) / Int64(jobs))
+                    piece.blocks = Blocks(lower: blocks * i / Int64(jobs), upper: i == Int64(jobs) - 1 ? nil : blocks * (i + 1) / Int64(jobs))
                     return piece
                 }
             }

@@ -96,7 +96,10 @@ extension LogicalSync {
             let worker = try await db.run(cluster, "SELECT count(*) FROM pg_stat_subscription st JOIN pg_subscription s ON s.oid = st.subid WHERE s.subname = $1 AND st.relid IS NULL AND st.pid IS NOT NULL",
                                           [.text(name)], what: "looking for the subscription's apply worker")
             if (try worker.int(0, 0) ?? 0) == 0 { look.notStreaming.append(name) }
-            look.stranded += try await strandedTableSyncs(database, subscription: name, cluster: cluster, source: source)
+            // Only a leader change strands a table sync: no extra queries otherwise.
+            if !unverifiedChanges.isEmpty {
+                look.stranded += try await strandedTableSyncs(database, subscription: name, cluster: cluster, source: source)
+            }
             look.schemaChanges += try await schemaDifferences(database, cluster: cluster, source: source)
             if look.ready < look.tables {
                 look.copying += try await tableCopies(database, cluster: cluster, source: source)
