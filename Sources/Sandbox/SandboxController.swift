@@ -259,25 +259,19 @@ public struct SandboxController: Sendable {
         }
 
         for member in configuration.cluster.members {
-            let memberPID = pidFile(member.name)
-            guard memberPID.livePID(marker: member.configFile) == nil else { continue }
-            try FileSystem.writeFile(
-                member.configFile,
-                contents: SandboxRendering.patroniYAML(configuration, member: member, passwords: passwords),
-                mode: 0o600, owner: postgres)
+            guard pidFile(member.name).livePID(marker: member.configFile) == nil else { continue }
             progress("starting Patroni \(member.name) (\(member.host):\(member.pgPort), REST \(member.restPort))")
-            let pid = try await Processes.launchDetached(
-                patroniBinary, [member.configFile], as: postgres, environment: postgresEnvironment,
-                workingDirectory: member.dir, logFile: logFile(member.name))
-            try memberPID.write(pid)
+            try await launchPatroni(member, postgres: postgres, passwords: passwords)
             started.append(member.name)
         }
 
+        var startFailures = StartFailureWatch()
         var applicationReady = false
         var lastMembers: [ObservedMember] = []
         var lastAnswering: Set<String> = []
         var lastApplicationError: String?
         let clock = ContinuousClock()
+        let started0 = clock.now
         while true {
             for member in configuration.cluster.members {
                 guard let pid = pidFile(member.name).read(), Processes.isAlive(pid) else {
@@ -297,6 +291,14 @@ public struct SandboxController: Sendable {
                     applicationReady = lastApplicationError == nil
                     if applicationReady { progress("leader \(leader.name): role \(configuration.users.application) and databases ready") }
                 }
+                for name in startFailures.observe(members, at: clock.now - started0) {
+                    guard let member = configuration.cluster.members.first(where: { $0.name == name }) else { continue }
+                    progress(
+                        "\(name) cannot start its PostgreSQL (Patroni: start failed, again and again for \(startFailures.patience.components.seconds) s)"
+                            + (Self.lastFatal(logFile(name)).map { "; its log says: \($0)" } ?? ""))
+                    progress("\(name): rebuilding its data directory from the leader (a replica's data is a copy of the leader's)")
+                    try await rebuildReplica(member, postgres: postgres, passwords: passwords)
+                }
                 let streaming = members.filter { $0.role != "leader" && $0.state == "streaming" }.count
                 if applicationReady, leaders.count == 1, streaming == configuration.cluster.members.count - 1,
                    observed.answering.count == configuration.cluster.members.count {
@@ -310,6 +312,42 @@ public struct SandboxController: Sendable {
             }
             try await Task.sleep(for: .milliseconds(250))
         }
+    }
+
+    /// Writes a member's `patroni.yml` (mode 0600: it holds passwords) and starts its Patroni.
+    func launchPatroni(_ member: SandboxConfiguration.Member, postgres: OSUser, passwords: Passwords) async throws {
+        try FileSystem.writeFile(
+            member.configFile,
+            contents: SandboxRendering.patroniYAML(configuration, member: member, passwords: passwords),
+            mode: 0o600, owner: postgres)
+        let pid = try await Processes.launchDetached(
+            patroniBinary, [member.configFile], as: postgres, environment: postgresEnvironment,
+            workingDirectory: member.dir, logFile: logFile(member.name))
+        try pidFile(member.name).write(pid)
+    }
+
+    /// Stops a replica's Patroni (and any postmaster left in its data directory), empties the data
+    /// directory and starts Patroni again: it finds no data and takes a base backup from the leader.
+    func rebuildReplica(_ member: SandboxConfiguration.Member, postgres: OSUser, passwords: Passwords) async throws {
+        if let pid = pidFile(member.name).livePID(marker: member.configFile) {
+            Processes.signal(pid, SIGTERM)
+            if !(await Processes.waitForExit(pid, timeout: .seconds(10))) {
+                Processes.signal(pid, SIGKILL)
+                _ = await Processes.waitForExit(pid, timeout: .seconds(5))
+            }
+        }
+        _ = await stopPostmaster(dataDir: member.dataDir, timeout: .seconds(10))
+        try emptyDirectory(member.dataDir)
+        try await launchPatroni(member, postgres: postgres, passwords: passwords)
+    }
+
+    /// The last `FATAL:` message of a log (what stopped a PostgreSQL from starting), redacted.
+    static func lastFatal(_ path: String) -> String? {
+        guard let text = FileSystem.readText(path),
+              let line = text.split(separator: "\n").last(where: { $0.contains("FATAL:") }),
+              let range = line.range(of: "FATAL:")
+        else { return nil }
+        return redacted(line[range.upperBound...].trimmingCharacters(in: .whitespaces))
     }
 
     /// Creates the application role and both databases on the leader. Returns nil on success, else
@@ -350,7 +388,9 @@ public struct SandboxController: Sendable {
         for member in configuration.cluster.members where !leaders.contains(where: { $0.name == member.name }) {
             if let seen = members.first(where: { $0.name == member.name }) {
                 if seen.state != "streaming" {
-                    missing.append("\(member.name) is \(seen.role), state \(seen.state ?? "unknown"), not streaming")
+                    missing.append(
+                        "\(member.name) is \(seen.role), state \(seen.state ?? "unknown"), not streaming"
+                            + (Self.lastFatal(logFile(member.name)).map { " (its log's last FATAL: \($0))" } ?? ""))
                     logs.append(logFile(member.name))
                 }
             } else {

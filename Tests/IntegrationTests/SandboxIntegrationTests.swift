@@ -2,6 +2,7 @@ import Foundation
 import PGClient
 import Patroni
 import Sandbox
+import Synchronization
 import Testing
 
 /// The sandbox that `scripts/test` started (`pgha sandbox up`), found through
@@ -93,5 +94,39 @@ struct SandboxIntegrationTests {
             defer { connection.close() }
             #expect(try await connection.isInRecovery() == false)
         }
+    }
+
+    @Test("up rebuilds a replica whose PostgreSQL cannot start any more (a bad postgresql.auto.conf) from the leader")
+    func upRebuildsAReplicaThatCannotStart() async throws {
+        let config = try configuration()
+        let controller = SandboxController(configuration: config)
+        let before = await controller.status()
+        let leader = try #require(before.leader)
+        let replica = try #require(config.cluster.members.first { $0.name != leader })
+        // Stop its Patroni (SIGTERM: Patroni stops its PostgreSQL first), then break the data directory.
+        let pidPath = (config.runDir as NSString).appendingPathComponent("\(replica.name).pid")
+        let pidText = try String(contentsOfFile: pidPath, encoding: .utf8)
+        let pid = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(kill(pid, SIGTERM) == 0)
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(30))
+        while kill(pid, 0) == 0, clock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(kill(pid, 0) != 0, "Patroni \(replica.name) did not stop")
+        let autoConf = (replica.dataDir as NSString).appendingPathComponent("postgresql.auto.conf")
+        let handle = try #require(FileHandle(forWritingAtPath: autoConf))
+        handle.seekToEndOfFile()
+        handle.write(Data("work_mem = 'not a size'\n".utf8))
+        try handle.close()
+
+        let messages = Mutex<[String]>([])
+        let report = try await controller.up(timeout: .seconds(120)) { line in messages.withLock { $0.append(line) } }
+        let said = messages.withLock { $0 }
+        #expect(report.started == [replica.name])
+        #expect(said.contains { $0.contains("\(replica.name) cannot start its PostgreSQL") && $0.contains("postgresql.auto.conf") })
+        #expect(said.contains { $0.hasPrefix("\(replica.name): rebuilding its data directory from the leader") })
+        #expect(report.status.healthy, "problems: \(report.status.problems)")
+        #expect(report.status.streamingReplicas == 2)
+        let rebuilt = try String(contentsOfFile: autoConf, encoding: .utf8)
+        #expect(!rebuilt.contains("not a size"))
     }
 }

@@ -402,6 +402,85 @@ struct SandboxUnitTests {
         #expect(noLeader.advice?.contains("/tmp/pgha-unit/logs/node1.log") == true)
     }
 
+    // MARK: A replica that cannot start
+
+    static func view(_ node2: String?, leader: String = "running") -> [ObservedMember] {
+        [ObservedMember(name: "node1", role: "leader", state: leader)]
+            + (node2.map { [ObservedMember(name: "node2", role: "replica", state: $0)] } ?? [])
+    }
+
+    @Test func aReplicaFailingToStartAgainAndAgainIsRebuiltOnceAfterThePatience() {
+        var watch = StartFailureWatch()
+        // Patroni's cycle: starting, start failed, starting, start failed... (seen every 250 ms)
+        let states = ["starting", "start failed", "start failed", "starting", "start failed", "starting"]
+        var due: [(Int, [String])] = []
+        for tick in 0..<60 {
+            let now = Duration.milliseconds(250 * tick)
+            let names = watch.observe(Self.view(states[tick % states.count]), at: now)
+            if !names.isEmpty { due.append((tick, names)) }
+        }
+        // First failure at tick 1 (0.25 s); 8 s later is tick 33.
+        #expect(due.count == 1)
+        #expect(due.first?.0 == 33)
+        #expect(due.first?.1 == ["node2"])
+        #expect(watch.rebuilt == ["node2"])
+    }
+
+    @Test func oneFailedStartOrAReplicaThatRecoversIsLeftAlone() {
+        var single = StartFailureWatch()
+        // One failed attempt, then still starting for a long time: not yet "again and again".
+        #expect(single.observe(Self.view("start failed"), at: .zero).isEmpty)
+        for second in 1...30 {
+            #expect(single.observe(Self.view("starting"), at: .seconds(second)).isEmpty)
+        }
+        // Failing, then streaming: the count starts again from nothing.
+        var recovering = StartFailureWatch()
+        _ = recovering.observe(Self.view("start failed"), at: .zero)
+        _ = recovering.observe(Self.view("starting"), at: .seconds(2))
+        _ = recovering.observe(Self.view("start failed"), at: .seconds(4))
+        #expect(recovering.observe(Self.view("streaming"), at: .seconds(6)).isEmpty)
+        #expect(recovering.failing.isEmpty)
+        _ = recovering.observe(Self.view("start failed"), at: .seconds(7))
+        _ = recovering.observe(Self.view("starting"), at: .seconds(9))
+        #expect(recovering.observe(Self.view("start failed"), at: .seconds(14)).isEmpty, "7 s of failing, not 8")
+        #expect(recovering.observe(Self.view("start failed"), at: .seconds(15)) == ["node2"])
+    }
+
+    @Test func noRebuildWithoutARunningLeaderAndNeverTheLeader() {
+        var watch = StartFailureWatch()
+        let noLeader = [
+            ObservedMember(name: "node1", role: "replica", state: "start failed"),
+            ObservedMember(name: "node2", role: "replica", state: "start failed"),
+        ]
+        for second in 0...20 {
+            let states = second % 2 == 0 ? noLeader : noLeader.map { var m = $0; m.state = "starting"; return m }
+            #expect(watch.observe(states, at: .seconds(second)).isEmpty)
+        }
+        // A leader that is not running yet (its own start failing) is never rebuilt, nor anyone else.
+        var starting = StartFailureWatch()
+        for second in 0...20 {
+            let node2 = second % 2 == 0 ? "start failed" : "starting"
+            #expect(starting.observe(Self.view(node2, leader: "start failed"), at: .seconds(second)).isEmpty)
+        }
+        // Once the leader runs, the replica that kept failing is due at once.
+        #expect(starting.observe(Self.view("start failed"), at: .seconds(21)) == ["node2"])
+    }
+
+    @Test func lastFatalFindsWhatStoppedPostgreSQLWithoutPasswords() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pgha-fatal-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let log = dir.appendingPathComponent("node2.log").path
+        try """
+            2026-12-04 21:01:30.504 UTC [1] FATAL:  configuration file "/x/postgresql.auto.conf" contains errors
+            2026-12-04 21:01:32,539 ERROR: postmaster is not running
+            """.write(toFile: log, atomically: true, encoding: .utf8)
+        #expect(SandboxController.lastFatal(log) == "configuration file \"/x/postgresql.auto.conf\" contains errors")
+        try "x FATAL:  password authentication failed for user \"app\"\n".write(toFile: log, atomically: true, encoding: .utf8)
+        #expect(SandboxController.lastFatal(log) == "[line redacted]")
+        #expect(SandboxController.lastFatal(dir.appendingPathComponent("missing.log").path) == nil)
+    }
+
     // MARK: Helpers
 
     @Test func redactionDropsPasswordLines() {
