@@ -73,9 +73,39 @@ struct LogicalSyncIntegrationTests {
         throw HarnessError("no writable leader with database \(database)")
     }
 
-    /// Nothing of the sync left: no database on the cluster, no publication or slot on the single node.
+    /// Opens a transaction on the leader that holds a SHARE lock on `table` in `database`, taken the
+    /// moment the table exists there (polled every 10 ms): a table sync's COPY into it (ROW
+    /// EXCLUSIVE) waits, CREATE SUBSCRIPTION (ACCESS SHARE) does not.
+    func holdTable(_ table: String, database: String, timeout: Double) throws -> PGConnection {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let c = try? leader(database: database) {
+                while Date() < deadline {
+                    if try c.query("SELECT to_regclass($1) IS NOT NULL", [.text("public." + table)]).bool(0, 0) == true {
+                        _ = try c.query("BEGIN")
+                        _ = try c.query("LOCK TABLE public.\(table) IN SHARE MODE")
+                        return c
+                    }
+                    Thread.sleep(forTimeInterval: 0.01)
+                }
+                c.close()
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        throw HarnessError("\(database).\(table) never appeared on the leader")
+    }
+
+    /// The leader's `wal_retrieve_retry_interval` as a new session sees it.
+    func retryInterval() throws -> String? {
+        try leader(database: "postgres").query("SHOW wal_retrieve_retry_interval").string(0, 0)
+    }
+
+    /// Nothing of the sync left: no database on the cluster, no publication or slot on the single
+    /// node, the leader's settings as they were.
     func expectClean() throws {
         let postgres = try leader(database: "postgres")
+        #expect(try postgres.query("SHOW wal_retrieve_retry_interval").string(0, 0) == "5s")
+        #expect(try postgres.query("SELECT count(*) FROM pg_file_settings WHERE name = 'wal_retrieve_retry_interval'").int(0, 0) == 0)
         #expect(try postgres.query("SELECT count(*) FROM pg_database WHERE datname IN ('lt_project', 'lt_shared')").int(0, 0) == 0)
         let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
         #expect(try source.query("SELECT count(*) FROM pg_publication WHERE pubname = 'pgha_lt'").int(0, 0) == 0)
@@ -133,29 +163,61 @@ struct LogicalSyncIntegrationTests {
 
     @Test("DDL on the single node during sync stops the stage, naming the column; resume after the same DDL on the cluster continues")
     func ddlDuringSyncStops() throws {
-        let work = try workspace()
+        // The subscription's own copy, so that a table sync can be held back (below).
+        let work = try workspace(initialCopy: "subscription")
         let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
         defer {
             _ = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
             _ = try? source.query("ALTER TABLE projects DROP COLUMN IF EXISTS pgha_lt_note")
             work.remove()
         }
-        // Interrupted once the subscriptions exist (SIGKILL), the DDL made, then resumed.
+        // Interrupted once the subscriptions exist (SIGKILL; lt_shared's table sync held back so
+        // that the stage is still waiting then), the DDL made, then resumed.
         let first = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)
+        let hold = try holdTable("knowledge_items", database: "lt_shared", timeout: 120)
         #expect(first.waitForOutput("subscription pgha_lt_shared_knowledge on the cluster", timeout: 120), "\(first.stdout)")
         first.signal(SIGKILL)
         _ = first.wait(timeout: 30)
+        hold.close()
+        // The launcher's pace was quickened before the subscriptions, and stays so until every
+        // apply worker runs.
+        #expect(try retryInterval() == "100ms")
         _ = try source.query("ALTER TABLE projects ADD COLUMN pgha_lt_note text")
         let resumed = cli.run(["resume", "--state-dir", work.stateDir, "--until", "sync"], in: work, timeout: 120)
         #expect(resumed.exitCode == 3, "\(resumed)")
         #expect(resumed.stdout.contains("the single node's schema changed during sync"), "\(resumed)")
         #expect(resumed.stdout.contains("public.projects.pgha_lt_note text only on the single node"), "\(resumed)")
+        #expect(try retryInterval() == "100ms", "the stage stopped before every apply worker was seen")
         // The same DDL on the cluster: the copy goes on.
         _ = try leader(database: "lt_project").query("ALTER TABLE projects ADD COLUMN pgha_lt_note text")
         let again = cli.run(["resume", "--state-dir", work.stateDir, "--until", "sync"], in: work, timeout: 300)
         #expect(again.exitCode == 0 && again.stdout.contains("gate sync: PASS"), "\(again)")
+        #expect(again.stdout.contains("wal_retrieve_retry_interval put back on"), "\(again.stdout)")
+        #expect(try retryInterval() == "5s")
         let rollback = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
         #expect(rollback.exitCode == 0, "\(rollback)")
+        try expectClean()
+    }
+
+    @Test("a rollback while the subscriptions start puts the leader's wal_retrieve_retry_interval back")
+    func rollbackWhileSubscriptionsStartPutsTheLauncherBack() throws {
+        let work = try workspace(initialCopy: "subscription")
+        defer {
+            _ = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
+            work.remove()
+        }
+        let run = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)
+        let hold = try holdTable("knowledge_items", database: "lt_shared", timeout: 120)
+        #expect(run.waitForOutput("subscription pgha_lt_shared_knowledge on the cluster", timeout: 120), "\(run.stdout)")
+        run.signal(SIGKILL)
+        _ = run.wait(timeout: 30)
+        hold.close()
+        #expect(try retryInterval() == "100ms")
+        let launcher = try StateStore(directory: work.stateDir).load().steps.first { $0.stage == .sync && $0.name == "launcher-interval" }
+        #expect(launcher?.phase == .done, "journaled, not put back yet")
+        let rollback = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
+        #expect(rollback.exitCode == 0, "\(rollback)")
+        #expect(rollback.stdout.contains("wal_retrieve_retry_interval put back on"), "\(rollback.stdout)")
         try expectClean()
     }
 
@@ -302,11 +364,17 @@ struct LogicalSyncIntegrationTests {
         // crash is `leaderCrashInTheMiddleOfTheSnapshotCopy`).
         let work = try workspace(initialCopy: "subscription")
         defer {
-            restore(work)
+            // The crashed member back first: the clean-up needs a leader.
             _ = cli.run(["sandbox", "up"], in: try! Workspace(cli), timeout: 180)
+            restore(work)
         }
         let workload = try cutover.startWorkload(work)
         let sync = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)
+        // The sync held open until the crash: lt_shared's knowledge_items locked on the leader as
+        // soon as its schema is there (before any subscription), so its table sync's COPY waits and the
+        // stage cannot pass (the project database streams meanwhile; the lock dies with the crash).
+        let hold = try holdTable("knowledge_items", database: "lt_shared", timeout: 120)
+        defer { hold.close() }
         #expect(sync.waitForOutput("subscription pgha_lt_shared_knowledge on the cluster", timeout: 120), "\(sync.stdout)")
         // Patroni's synchronous mode is on while the subscriptions copy.
         let before = try leader(database: "postgres")
@@ -359,8 +427,9 @@ struct LogicalSyncIntegrationTests {
         try makeBigTable(rows: rows)
         let work = try workspace(deferIndexes: true, initialCopy: "subscription")
         defer {
-            restore(work)
+            // The crashed member back first: the clean-up needs a leader.
             _ = cli.run(["sandbox", "up"], in: try! Workspace(cli), timeout: 180)
+            restore(work)
         }
         let workload = try cutover.startWorkload(work)
         // pgha itself is killed once the verification's compare has journaled its first identical
@@ -422,6 +491,9 @@ struct LogicalSyncIntegrationTests {
         let steps = state.steps.filter { $0.stage == .sync && ($0.name.hasPrefix("copy:") || $0.name.hasPrefix("post-data:")) }
         #expect(steps.count == 4 && steps.allSatisfy { $0.phase == .done }, "\(steps.map(\.name))")
         #expect(!state.steps.contains { $0.name.hasPrefix("defer-indexes:") }, "nothing to defer: the indexes come after the data")
+        // The launcher's pace, quickened while the subscriptions started, is back once each runs.
+        #expect(state.steps.first { $0.stage == .sync && $0.name == "launcher-interval" }?.phase == .undone)
+        #expect(try retryInterval() == "5s")
 
         let cluster = try leader(database: "lt_project")
         #expect(try cluster.query("SELECT count(*) FROM pgbench_accounts").int(0, 0) == 100_000)
@@ -439,8 +511,9 @@ struct LogicalSyncIntegrationTests {
         try makeBigTable(rows: rows)
         let work = try workspace()
         defer {
-            restore(work)
+            // The crashed member back first: the clean-up needs a leader.
             _ = cli.run(["sandbox", "up"], in: try! Workspace(cli), timeout: 180)
+            restore(work)
         }
         let workload = try cutover.startWorkload(work)
         let sync = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)

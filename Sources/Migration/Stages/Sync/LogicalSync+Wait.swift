@@ -16,7 +16,6 @@ extension LogicalSync {
         var lagBytes: Int64 = 0
         var retainedBytes: Int64 = 0
         var errors: [String] = []
-        var applyErrorCount: Int64 = 0
         var schemaChanges: [String] = []
         var slotMissing: [String] = []
         /// The table syncs copying now (pg_stat_progress_copy on the cluster's leader).
@@ -33,6 +32,8 @@ extension LogicalSync {
         /// been written for it to confirm. Until it runs the copy is not caught up (a cutover
         /// would otherwise wait for it inside the application's pause).
         var notStreaming: [String] = []
+        /// The entries of `errors` of subscriptions with apply errors.
+        var applyErrors: [String] = []
     }
 
     /// One table sync's COPY as pg_stat_progress_copy shows it on the cluster's leader, with the
@@ -80,9 +81,10 @@ extension LogicalSync {
             if let pending = rel.string(0, 2) { look.notReady.append(pending) }
             for table in (rel.string(0, 5) ?? "").split(separator: "\n") { look.toCopy.insert(database.source + "." + table) }
             let applyErrors = try rel.int(0, 3) ?? 0, syncErrors = try rel.int(0, 4) ?? 0
-            look.applyErrorCount += applyErrors
             if applyErrors + syncErrors > 0 {
-                look.errors.append("\(name): \(syncErrors) copy and \(applyErrors) apply error(s) on the cluster (its PostgreSQL log on \(leader.name) says which)")
+                let message = "\(name): \(syncErrors) copy and \(applyErrors) apply error(s) on the cluster (its PostgreSQL log on \(leader.name) says which)"
+                look.errors.append(message)
+                if applyErrors > 0 { look.applyErrors.append(message) }
             }
             let source = try await db.source(database.source)
             let slot = try await db.run(source, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $1",
@@ -255,8 +257,12 @@ extension LogicalSync {
                     lastProgress = context.clock.now()
                 }
             }
+            // Copy errors alone never stop the wait: PostgreSQL retries the table, and one that
+            // keeps failing keeps its table from getting ready (the stall timeout reports it, with
+            // the counts); a copy error retried and over (its table ready) is history — it had
+            // stopped a resume after the operator fixed the cause. Apply errors stop it.
             var judged = look
-            if !changes.isEmpty || (look.ready < look.tables && look.applyErrorCount == 0) { judged.errors = [] }
+            judged.errors = changes.isEmpty ? look.applyErrors : []
             if let (reason, advice) = await problem(judged) {
                 try context.activity.doneWaiting()
                 throw MigrationError(.stageFailed, reason + ". Next: " + advice)

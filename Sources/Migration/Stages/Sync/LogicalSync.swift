@@ -20,6 +20,8 @@ import PlainText
 /// 4. `subscription:<db>` — `CREATE SUBSCRIPTION` on the leader, logging in to the single node as
 ///    `sync.publisher`, with `synchronous_commit = on` (undo disables it, detaches and drops it,
 ///    then drops its slot on the single node);
+/// `launcher-interval` lowers the leader's `wal_retrieve_retry_interval` while the subscriptions
+/// start (LogicalSync+Launcher), put back once every apply worker runs;
 /// 5. the wait: every table's initial copy (`pg_subscription_rel`) as a progress bar, then the
 ///    slot's lag on the single node; bounded by `sync.cluster_timeout` and `sync.stall_timeout`;
 /// 6. `indexes:<db>` — the deferred indexes built on the leader, then the lag waited for again.
@@ -74,6 +76,7 @@ struct LogicalSync: Sendable {
         }
         if sync.initialCopy == .subscription { try await awaitSynchronousStandby() }
         try await recordIdentity()
+        try await quickenLauncher(on: leader)
         for (index, database) in db.databases.enumerated() {
             try context.checkCancellation()
             try await createPublication(database)
@@ -88,6 +91,7 @@ struct LogicalSync: Sendable {
             try await createSubscription(database, on: leader)
         }
         try await wait()
+        await restoreLauncher()
         // Building an index holds its table's apply back: the lag is waited for again after.
         if try await buildDeferredIndexes() { try await wait() }
     }
@@ -272,6 +276,9 @@ struct LogicalSync: Sendable {
         for step in journal.steps(of: stage).reversed() where step.phase == .done || step.phase == .intent {
             if case .patroniSetting(let setting) = step.undo {
                 try await restore(setting)
+            }
+            if case .serverSettings = step.undo, step.name == Self.launcherStep {
+                try await restoreLauncher(throwing: true)
             }
             if case .replicationSlot(let slot) = step.undo, slot.server == "source", slot.createdByPGHA {
                 try await dropSourceSlot(slot.name, database: step.name.hasPrefix("copy:") ? String(step.name.dropFirst(5)) : playbook.source.databases.project)
