@@ -105,8 +105,12 @@ public struct CompleteStage: MigrationStageExecutor {
                              + (seconds.map { String(format: "%7.1f s", $0) } ?? "      —  ") + "  \(s.status.name)")
         }
         if let c = state.cutover {
-            context.progress(String(format: "  write pause %.2f s (PgBouncer PAUSE to RESUME); final LSN %@; promoted %@; earlier attempts unfrozen: %d",
-                                    c.pauseSeconds ?? 0, c.finalLSN ?? "?", c.promotedMember ?? "?", c.abandonedAttempts))
+            let playbook = context.playbook
+            let window = playbook.cutover.method == .pgbouncer ? "PgBouncer PAUSE to RESUME" : "the freeze to the hook's switch"
+            let promotion = playbook.sync.method == .logical
+                ? "no promotion (logical: the cluster was writable all along)" : "promoted \(c.promotedMember ?? "?")"
+            context.progress(String(format: "  write pause %.2f s (%@); final LSN %@; %@; earlier attempts unfrozen: %d",
+                                    c.pauseSeconds ?? 0, window, c.finalLSN ?? "?", promotion, c.abandonedAttempts))
         }
         context.progress("  JSON: \(path)")
     }
