@@ -273,6 +273,11 @@ struct LogicalSyncIntegrationTests {
         #expect(report.acknowledged > 200, "\(report.summary)")
         #expect(report.missing == 0 && report.duplicated == 0 && report.errors == 0, "\(report.summary)")
         #expect(report.checkedOn == "\(sandbox.single.host):\(sandbox.single.port)", "checked on \(report.checkedOn)")
+        // The pause the rollback reports is the application's: PAUSE to RESUME, not the clean-up
+        // after it (it counted 20 s of waiting for the way back's slots, still in use then).
+        let pause = try #require(try StateStore(directory: work.stateDir).load().cutover?.rollbackPauseSeconds)
+        #expect(pause < 3 && pause <= report.longestWriteSeconds + 1, "rollback pause \(pause) s, longest write \(report.longestWriteSeconds) s")
+        print("[logical rollback] pause \(pause) s; workload \(report.summary)")
         try expectClean()
         let source = try cutover.superuser(sandbox.single.host, sandbox.single.port)
         #expect(try source.query("SELECT count(*) FROM pg_subscription").int(0, 0) == 0)

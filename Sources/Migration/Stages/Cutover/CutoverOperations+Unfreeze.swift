@@ -11,7 +11,9 @@ extension CutoverOperations {
     /// Undoes the freeze steps that happened, last first: LOGIN back, the setting as before, then
     /// PgBouncer RESUME (so the waiting queries reach an unfrozen single node).
     /// `countsAsAttempt`: false for a rollback (the attempt did not fail, it is undone).
-    func unfreeze(reason: String, countsAsAttempt: Bool = true) async throws {
+    /// `discardingWayBack`: false for a rollback, which removes the way back itself once the
+    /// application is back (its subscriptions first: their slots are in use until then).
+    func unfreeze(reason: String, countsAsAttempt: Bool = true, discardingWayBack: Bool = true) async throws {
         let freeze = journal.steps(of: stage).filter { CutoverProgress.freezeSteps.contains($0.name) && ($0.phase == .done || $0.phase == .intent) }
         guard !freeze.isEmpty else { return }
         let source = try await db.source(playbook.source.databases.project)
@@ -38,7 +40,7 @@ extension CutoverOperations {
         for name in ["final-lsn"] { if let s = journal.step(stage, named: name), s.phase != .undone { try journal.markStepUndone(s.id) } }
         if countsAsAttempt { try record { $0.abandonedAttempts += 1 } }
         context.progress("unfrozen (\(reason)): the application writes on the single node again")
-        if isLogical { try await discardWayBackSlots() }
+        if isLogical, discardingWayBack { try await discardWayBackSlots() }
     }
 
     private func order(_ name: String) -> Int {

@@ -89,7 +89,7 @@ struct CutoverRollback: Sendable {
 
         // 5. Switch back, unfreeze, resume.
         try await switchBack()
-        try await ops.unfreeze(reason: "rollback after cutover", countsAsAttempt: false)
+        try await ops.unfreeze(reason: "rollback after cutover", countsAsAttempt: false, discardingWayBack: false)
         if let s = ops.journal.step(ops.stage, named: "switch-application"), s.phase != .undone { try ops.journal.markStepUndone(s.id) }
         try ops.record { r in
             r.rolledBackAt = ops.now
