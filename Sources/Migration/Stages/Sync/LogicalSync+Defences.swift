@@ -124,7 +124,12 @@ extension LogicalSync {
     /// Journals a leader identity other than the recorded one (an unplanned leader change or a
     /// restart of the leader's PostgreSQL). Returns whether it did.
     func noticeLeaderChange() async throws -> Bool {
-        guard let recorded = recordedIdentity, let now = await leaderIdentity(), now != recorded else { return false }
+        try await noticeLeaderChange(seen: await leaderIdentity())
+    }
+
+    /// The same with an identity the caller has just looked up (nil: no leader answered).
+    func noticeLeaderChange(seen identity: String?) async throws -> Bool {
+        guard let recorded = recordedIdentity, let now = identity, now != recorded else { return false }
         let number = (journal.steps(of: stage).filter { $0.name.hasPrefix(Self.changePrefix) }.count) + 1
         try await step(Self.changePrefix + String(number), now) {}
         context.progress("the cluster's leader changed during the logical sync (\(recorded); now \(now.replacingOccurrences(of: "the cluster's leader ", with: ""))): rows the old leader had applied may be missing on the new one, so every table will be compared and what differs copied again")

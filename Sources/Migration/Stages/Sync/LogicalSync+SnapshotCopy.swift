@@ -220,10 +220,11 @@ extension LogicalSync {
                     let now = context.clock.now()
                     watch.moved(work.bytes.load(ordering: .relaxed), at: now)
                     if tick % 40 == 0 {
-                        if try await noticeLeaderChange() {
+                        let identity = await leaderIdentity()
+                        if try await noticeLeaderChange(seen: identity) {
                             throw MigrationError(.stageFailed, "the cluster's leader changed during the copy of \(database.source): the copy stopped. Next: `pgha resume` (the copy starts again from a new snapshot on the new leader)")
                         }
-                        watch.answered(await leaderIdentity() != nil, at: now)
+                        watch.answered(identity != nil, at: now)
                     }
                     if let reason = watch.verdict(at: now, stallSeconds: sync.stallTimeoutSeconds) {
                         throw MigrationError(.stageFailed, "the copy of \(database.source) stopped: \(reason). Next: check the cluster (`patronictl list`), then `pgha resume` (the copy starts again from a new snapshot)")
