@@ -95,6 +95,17 @@ struct LogicalSyncIntegrationTests {
         throw HarnessError("\(database).\(table) never appeared on the leader")
     }
 
+    /// Runs the sync and SIGKILLs pgha once both subscriptions exist, with lt_shared's table sync
+    /// held back meanwhile (`holdTable`), so that the stage was still waiting when it died.
+    func killSyncOnceTheSubscriptionsExist(_ work: Workspace) throws {
+        let run = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)
+        let hold = try holdTable("knowledge_items", database: "lt_shared", timeout: 120)
+        defer { hold.close() }
+        #expect(run.waitForOutput("subscription pgha_lt_shared_knowledge on the cluster", timeout: 120), "\(run.stdout)")
+        run.signal(SIGKILL)
+        _ = run.wait(timeout: 30)
+    }
+
     /// The leader's `wal_retrieve_retry_interval` as a new session sees it.
     func retryInterval() throws -> String? {
         try leader(database: "postgres").query("SHOW wal_retrieve_retry_interval").string(0, 0)
@@ -173,12 +184,7 @@ struct LogicalSyncIntegrationTests {
         }
         // Interrupted once the subscriptions exist (SIGKILL; lt_shared's table sync held back so
         // that the stage is still waiting then), the DDL made, then resumed.
-        let first = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)
-        let hold = try holdTable("knowledge_items", database: "lt_shared", timeout: 120)
-        #expect(first.waitForOutput("subscription pgha_lt_shared_knowledge on the cluster", timeout: 120), "\(first.stdout)")
-        first.signal(SIGKILL)
-        _ = first.wait(timeout: 30)
-        hold.close()
+        try killSyncOnceTheSubscriptionsExist(work)
         // The launcher's pace was quickened before the subscriptions, and stays so until every
         // apply worker runs.
         #expect(try retryInterval() == "100ms")
@@ -206,12 +212,7 @@ struct LogicalSyncIntegrationTests {
             _ = cli.run(["rollback", "--state-dir", work.stateDir], in: work, timeout: 120)
             work.remove()
         }
-        let run = try cli.start(["run", "logical.yml", "--state-dir", work.stateDir, "--until", "sync"], in: work)
-        let hold = try holdTable("knowledge_items", database: "lt_shared", timeout: 120)
-        #expect(run.waitForOutput("subscription pgha_lt_shared_knowledge on the cluster", timeout: 120), "\(run.stdout)")
-        run.signal(SIGKILL)
-        _ = run.wait(timeout: 30)
-        hold.close()
+        try killSyncOnceTheSubscriptionsExist(work)
         #expect(try retryInterval() == "100ms")
         let launcher = try StateStore(directory: work.stateDir).load().steps.first { $0.stage == .sync && $0.name == "launcher-interval" }
         #expect(launcher?.phase == .done, "journaled, not put back yet")
